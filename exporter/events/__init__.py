@@ -1,0 +1,1 @@
+"""Events: parse one raw line, give it a time, group errors by fingerprint."""

@@ -1,0 +1,1 @@
+"""Sources: find telemetry files and read them line by line, in constant memory."""
