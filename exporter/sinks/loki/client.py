@@ -1,0 +1,207 @@
+"""A Loki client: wait until ready, push one stream with bounded retries, flush.
+
+``push`` returns which entries Loki ignored and why. It retries 429, 5xx and connection
+errors (exponential backoff, jitter, Retry-After), never a 400, and raises LokiError for
+anything it cannot recover from (auth, 404, 413, 422, retries exhausted).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+
+from exporter import __version__
+from exporter.config import LokiConfig, redact_url
+from exporter.sinks.loki import request as req
+from exporter.sinks.loki.rejections import attribute, reason_of
+from exporter.sinks.loki.retry import backoff, is_retryable, parse_retry_after
+
+
+class LokiError(Exception):
+    """Loki cannot take the data: unreachable, not ready, refused (exit code 3)."""
+
+
+@dataclass(slots=True)
+class PushResult:
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # value index -> (reason, Loki's message)
+    retries: int = 0
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters the exporter exposes as self-metrics (read under the client's lock)."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    entries_sent: int = 0
+    durations: list[float] = field(default_factory=list)
+    last_success: float | None = None
+
+
+class LokiClient:
+    def __init__(self, cfg: LokiConfig, *, sleep: Callable[[float], None] = time.sleep,
+                 on_retry: Callable[[str, float], None] | None = None,
+                 on_duration: Callable[[float], None] | None = None) -> None:
+        if not cfg.url:
+            raise LokiError("no Loki URL: set LOKI_URL, --loki-url or loki.url in the config file")
+        self.cfg = cfg
+        self.base = cfg.url.rstrip("/")
+        self.safe_url = redact_url(cfg.url)
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._on_duration = on_duration
+        self.stats = ClientStats()
+        self._lock = threading.Lock()
+        headers = {"User-Agent": f"telemetry-exporter/{__version__}"}
+        if cfg.tenant:
+            headers["X-Scope-OrgID"] = cfg.tenant
+        token = cfg.secret_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        password = cfg.secret_password()
+        auth = httpx.BasicAuth(cfg.username, password or "") if cfg.username else None
+        verify: bool | str = cfg.ca_file or True
+        if cfg.insecure_skip_verify:
+            verify = False
+        self._http = httpx.Client(
+            headers=headers, auth=auth, verify=verify,
+            timeout=httpx.Timeout(cfg.timeout, connect=min(10.0, cfg.timeout)),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- readiness ---------------------------------------------------------------------------
+    def wait_ready(self, timeout: float | None = None,
+                   on_wait: Callable[[str], None] | None = None) -> None:
+        """Poll GET /ready until 200, for at most ``timeout`` seconds (default: ready_timeout)."""
+        deadline = time.monotonic() + (self.cfg.ready_timeout if timeout is None else timeout)
+        delay = 0.5
+        told = False
+        while True:
+            try:
+                r = self._http.get(self.base + "/ready", timeout=5.0)
+                if r.status_code == 200:
+                    return
+                if r.status_code in (401, 403):
+                    raise LokiError(f"Loki at {self.safe_url} refused the credentials ({r.status_code} on /ready)")
+                why = f"{r.status_code} {r.text.strip()[:120]}"
+            except httpx.TransportError as exc:
+                why = f"connection failed: {type(exc).__name__}"
+            if time.monotonic() + delay > deadline:
+                raise LokiError(f"Loki at {self.safe_url} is not ready after "
+                                f"{self.cfg.ready_timeout if timeout is None else timeout:g}s ({why})")
+            if on_wait and not told:
+                on_wait(f"waiting for Loki at {self.safe_url} to be ready ({why}) ...")
+                told = True
+            self._sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    # -- push --------------------------------------------------------------------------------
+    def _post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            return self._http.post(self.base + req.PUSH_PATH, content=body, headers=headers)
+        finally:
+            if self._on_duration:
+                self._on_duration(time.monotonic() - started)
+
+    def _send(self, push: req.Push, result: PushResult) -> httpx.Response:
+        """One push, retried while retryable. Returns the final (non-retryable) response."""
+        body, headers = req.compress(req.encode(push), self.cfg.compression)
+        attempt = 0
+        while True:
+            result.requests += 1
+            status: int | None
+            try:
+                resp = self._post(body, headers)
+                status = resp.status_code
+                detail = resp.text.strip()[:200]
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except httpx.TransportError as exc:
+                resp, status, detail, retry_after = None, None, type(exc).__name__, None
+            if resp is not None and not is_retryable(status):
+                return resp
+            if attempt >= self.cfg.max_retries:
+                with self._lock:
+                    self.stats.failures += 1
+                raise LokiError(f"giving up on Loki at {self.safe_url} after {attempt + 1} attempts "
+                                f"(last: {status or 'connection error'} {detail})")
+            delay = backoff(attempt, self.cfg.min_backoff, self.cfg.max_backoff, retry_after)
+            attempt += 1
+            result.retries += 1
+            with self._lock:
+                self.stats.retries += 1
+            if self._on_retry:
+                self._on_retry(str(status or "connection error"), delay)
+            self._sleep(delay)
+
+    def push(self, push: req.Push) -> PushResult:
+        """Deliver one stream's entries; report the ones Loki ignored (never retried)."""
+        result = PushResult()
+        self._resolve(push, list(range(len(push.values))), result, depth=0)
+        with self._lock:
+            self.stats.requests += result.requests
+            self.stats.entries_sent += len(push.values) - len(result.rejected)
+            self.stats.last_success = time.time()
+        return result
+
+    def _resolve(self, push: req.Push, indexes: list[int], result: PushResult, depth: int) -> None:
+        sub = push if depth == 0 else push.subset(indexes)
+        resp = self._send(sub, result)
+        status = resp.status_code
+        if status in (200, 204):
+            return
+        if status != 400:
+            raise LokiError(_refusal(status, resp.text, self.safe_url))
+        values = sub.values
+        att = attribute(resp.text, [int(v[0]) for v in values], [len(v[1].encode("utf-8")) for v in values])
+        for i, why in att.rejected.items():
+            result.rejected[indexes[i]] = why
+        if att.complete:
+            return
+        rest = [indexes[i] for i in range(len(values)) if i not in att.rejected]
+        if not rest:
+            return
+        if len(values) == 1 or depth >= 24:
+            message = resp.text.strip()[:500]
+            for i in rest:
+                result.rejected[i] = (reason_of(message), message)
+            return
+        # Loki did not name every ignored entry: find them by pushing halves again (an
+        # identical (timestamp, line) is stored once, so the accepted ones are not duplicated).
+        half = len(rest) // 2
+        for part in (rest[:half], rest[half:]):
+            if part:
+                self._resolve(push, part, result, depth + 1)
+
+    # -- flush -------------------------------------------------------------------------------
+    def flush(self) -> str | None:
+        """POST /flush so imported history becomes queryable now. Returns a warning or None."""
+        try:
+            r = self._http.post(self.base + "/flush")
+        except httpx.TransportError as exc:
+            return f"flush failed: {type(exc).__name__}"
+        if r.status_code in (200, 204):
+            return None
+        return f"flush answered {r.status_code} (is /flush exposed by this Loki?)"
+
+
+def _refusal(status: int, body: str, url: str) -> str:
+    text = body.strip()[:300]
+    hints = {
+        401: "check LOKI_USERNAME/LOKI_PASSWORD or LOKI_BEARER_TOKEN",
+        403: "the credentials lack write access",
+        404: "is the URL Loki's base URL (without /loki/api/v1/push)?",
+        413: "the request is too large for a proxy in front of Loki: lower --batch-bytes",
+        422: "Loki found no valid stream in the push",
+    }
+    hint = hints.get(status, "")
+    return f"Loki at {url} refused the push: {status} {text}" + (f" ({hint})" if hint else "")
