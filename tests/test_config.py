@@ -1,0 +1,57 @@
+"""Configuration precedence: flags > environment > YAML > defaults; secrets never printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.config import ConfigError, load_config, redact_url
+
+
+def test_precedence(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("app: fromfile\nloki:\n  url: http://file:3100\n  tenant: t-file\n  batch_bytes: 100\n")
+    cfg = load_config(f, env={})
+    assert (cfg.app, cfg.loki.url, cfg.loki.tenant, cfg.loki.batch_bytes) == ("fromfile", "http://file:3100", "t-file", 100)
+    cfg = load_config(f, env={"LOKI_URL": "http://env:3100", "TELEMETRY_APP": "fromenv"})
+    assert (cfg.app, cfg.loki.url, cfg.loki.tenant) == ("fromenv", "http://env:3100", "t-file")
+    cfg = load_config(f, env={"LOKI_URL": "http://env:3100"}, flags={"app": "fromflag"},
+                      loki_flags={"url": "http://flag:3100", "tenant": None})
+    assert (cfg.app, cfg.loki.url, cfg.loki.tenant) == ("fromflag", "http://flag:3100", "t-file")
+    assert load_config(None, env={}).app == "saberloop"
+
+
+def test_credentials_in_url_become_basic_auth_and_are_redacted():
+    cfg = load_config(None, env={"LOKI_URL": "https://alice:s3cret@logs.example.com/loki?x=1"})
+    assert cfg.loki.url == "https://logs.example.com/loki?x=1"
+    assert (cfg.loki.username, cfg.loki.password) == ("alice", "s3cret")
+    assert "s3cret" not in repr(cfg)
+    assert redact_url("https://alice:s3cret@logs.example.com/loki?token=abc") == "https://logs.example.com/loki"
+
+
+def test_secret_files(tmp_path):
+    tok = tmp_path / "token"
+    tok.write_text("abc123\n")
+    cfg = load_config(None, env={"LOKI_BEARER_TOKEN_FILE": str(tok)})
+    assert cfg.loki.secret_token() == "abc123"
+    cfg = load_config(None, env={"LOKI_PASSWORD_FILE": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="cannot read password file"):
+        cfg.loki.secret_password()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("loki: [1]", "must be mappings"),
+    ("nonsense_key: 1", "unknown setting 'nonsense_key'"),
+    ("loki:\n  batch_bytes: lots", "invalid value 'lots' for batch_bytes"),
+    ("loki:\n  compression: brotli", "compression must be gzip or none"),
+    ("a: [", "not valid YAML"),
+])
+def test_bad_config_files_give_clear_errors(tmp_path, text, message):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", "\\[")):
+        load_config(f, env={})
+
+
+def test_bad_env_value():
+    with pytest.raises(ConfigError, match="environment: invalid value"):
+        load_config(None, env={"LOKI_READY_TIMEOUT": "soon"})

@@ -1,0 +1,110 @@
+"""The line parser: every line is an event or an invalid line with one reason."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from exporter.events import model
+from exporter.events.model import Event, Invalid, page_of
+from exporter.events.parse import parse_line
+
+GOOD = {
+    "type": "error", "data": {"message": "Failed to fetch"}, "timestamp": "2025-12-26T10:16:03.046Z",
+    "sessionId": "1766744160751-qg4abun", "url": "https://saberloop.com/app/#/quiz",
+    "_server": {"receivedAt": "2025-12-26T10:16:15+00:00", "batchSentAt": "2025-12-26T10:16:03.000Z"},
+}
+
+
+def ns(iso: str) -> int:
+    from datetime import datetime
+    return int(datetime.fromisoformat(iso).timestamp() * 1000) * 1_000_000
+
+
+def test_valid_event_fields_and_drift_corrected_time():
+    raw = orjson.dumps(GOOD)
+    ev = parse_line(raw)
+    assert isinstance(ev, Event)
+    assert ev.type == "error" and ev.stream == "error"
+    assert ev.session_id == "1766744160751-qg4abun"
+    assert ev.line == raw.decode()
+    # timestamp + (receivedAt - batchSentAt) = 10:16:03.046 + 12 s
+    assert ev.time_ns == ns("2025-12-26T10:16:15.046+00:00")
+    assert ev.received_ns == ns("2025-12-26T10:16:15+00:00")
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"type":"error","timestamp":"2025-12-26T10:16', model.NOT_JSON),        # truncated
+    (b"<html><body>502 Bad Gateway</body></html>", model.NOT_JSON),
+    (b'{"type":"error","data":{"message":"caf\xe9"},"timestamp":"2025-12-26T10:16:03Z"}', model.INVALID_UTF8),
+    (b"[1, 2, 3]", model.NOT_OBJECT),
+    (b'"just a string"', model.NOT_OBJECT),
+    (b"42", model.NOT_OBJECT),
+    (b'{"data":{},"timestamp":"2025-12-26T10:16:03Z"}', model.BAD_TYPE),
+    (b'{"type":"","timestamp":"2025-12-26T10:16:03Z"}', model.BAD_TYPE),
+    (b'{"type":7,"timestamp":"2025-12-26T10:16:03Z"}', model.BAD_TYPE),
+    (b'{"type":"event"}', model.NO_TIMESTAMP),
+    (b'{"type":"event","timestamp":"yesterday","_server":{"receivedAt":"soon"}}', model.NO_TIMESTAMP),
+    (b'{"type":"event","timestamp":null,"_server":[]}', model.NO_TIMESTAMP),
+])
+def test_invalid_lines_have_their_reason(raw, reason):
+    res = parse_line(raw)
+    assert isinstance(res, Invalid)
+    assert res.reason == reason
+    assert res.detail
+
+
+def test_time_fallbacks_never_now():
+    only_ts = parse_line(b'{"type":"log","timestamp":"2025-12-26T10:16:03.046Z"}')
+    assert only_ts.time_ns == ns("2025-12-26T10:16:03.046+00:00") and only_ts.received_ns is None
+    only_received = parse_line(b'{"type":"log","_server":{"receivedAt":"2025-12-26T10:16:15+00:00"}}')
+    assert only_received.time_ns == ns("2025-12-26T10:16:15+00:00")
+    no_sent = parse_line(b'{"type":"log","timestamp":"2025-12-26T10:16:03.046Z","_server":{"receivedAt":"2025-12-27T00:00:00+00:00"}}')
+    assert no_sent.time_ns == ns("2025-12-26T10:16:03.046+00:00")
+    epoch_ms = parse_line(b'{"type":"log","timestamp":1766744163046}')
+    assert epoch_ms.time_ns == 1766744163046 * 1_000_000
+
+
+def test_unknown_type_goes_to_other_stream_and_empty_session_is_none():
+    ev = parse_line(b'{"type":"custom_thing","timestamp":"2025-12-26T10:16:03Z","sessionId":""}')
+    assert ev.type == "custom_thing" and ev.stream == model.OTHER_TYPE
+    assert ev.session_id is None
+
+
+def test_big_integers_are_still_json():
+    ev = parse_line(b'{"type":"metric","timestamp":"2025-12-26T10:16:03Z","data":{"n":123456789012345678901234567890}}')
+    assert isinstance(ev, Event)
+
+
+@pytest.mark.parametrize("url, page", [
+    ("https://saberloop.com/app/#/quiz", "#/quiz"),
+    ("https://saberloop.com/app/#/results/123?x=1", "#/results/123"),
+    ("https://saberloop.com/app/settings?tab=2", "/app/settings"),
+    ("https://saberloop.com", "/"),
+    (None, None),
+])
+def test_page_of(url, page):
+    assert page_of(url) == page
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_parser_never_raises_on_arbitrary_bytes(raw):
+    res = parse_line(raw)
+    assert isinstance(res, (Event, Invalid))
+    if isinstance(res, Invalid):
+        assert res.reason in model.INVALID_REASONS
+    else:
+        assert res.line.encode("utf-8") == raw  # pushed byte-exact
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), st.one_of(st.none(), st.integers(), st.text(max_size=20)), max_size=5),
+       st.sampled_from(["error", "log", "metric", "vital", "event", "x"]))
+def test_parser_on_arbitrary_objects_with_a_type(extra, etype):
+    doc = {**extra, "type": etype, "timestamp": "2025-12-26T10:16:03.046Z"}
+    res = parse_line(json.dumps(doc).encode())
+    assert isinstance(res, Event) and res.type == etype
