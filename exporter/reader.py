@@ -1,7 +1,9 @@
-"""Files -> chunks: read lines, parse them, compute Loki timestamps and metadata, cut chunks.
+"""Lines -> events -> chunks: the per-line work shared by `import` and `serve`.
 
-This is the import pipeline's producer. It holds at most one chunk in memory (the consumer's
-queue bounds how many wait), so memory does not grow with file size.
+``LineProcessor.feed`` parses one line, gives it its Loki timestamp and structured metadata,
+and adds it to the current chunk (or to the chunk's invalid lines), sealing chunks as they
+fill. ``ChunkReader`` drives it over a list of files for `import`; `serve` drives it from the
+directory follower. Memory holds at most the current chunk.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from exporter.events.model import Event, Invalid, page_of
 from exporter.events.parse import parse_line
 from exporter.events.timing import format_ns, loki_timestamp_ns
 from exporter.positions import HEAD_BYTES, FilePosition, Positions, head_digest
-from exporter.sources.files import open_binary, read_lines, skip_to
-
-GroupFn = Callable[[Event], object]
+from exporter.sources.files import RawLine, open_binary, read_lines, skip_to
 
 
 @dataclass(frozen=True)
@@ -50,83 +50,113 @@ def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[st
     return md or None
 
 
+class LineProcessor:
+    def __init__(self, settings: ReaderSettings,
+                 fingerprint: Callable[[Event], object | None] | None = None) -> None:
+        self.s = settings
+        self.fingerprint = fingerprint
+        self._labels = {t: {"app": settings.app, "type": t}
+                        for t in (*sorted(model.KNOWN_TYPES), model.OTHER_TYPE)}
+        self.chunk = Chunk()
+        self.sealed: list[Chunk] = []
+        self.last_group: object | None = None   # fingerprint of the last event fed (for serve)
+
+    def seal(self) -> None:
+        """Close the current chunk (even if partial) and start a new one."""
+        self.sealed.append(self.chunk)
+        self.chunk = Chunk()
+
+    def feed(self, key: str, rl: RawLine, pos: FilePosition) -> Event | None:
+        """Process one line of file ``key``; ``pos`` (that file's cursor) moves past it."""
+        s = self.s
+        chunk = self.chunk
+        event = None
+        self.last_group = None
+        if rl.length > s.max_line_bytes:
+            chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, model.TOO_LONG,
+                                                  f"line of {rl.length} bytes exceeds {s.max_line_bytes}",
+                                                  rl.data, rl.length))
+        elif not rl.data.strip():
+            chunk.blank += 1
+        else:
+            ev = parse_line(rl.data)
+            if isinstance(ev, Invalid):
+                chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, ev.reason, ev.detail, rl.data))
+            else:
+                event = ev
+                if ev.received_ns is not None:
+                    pos.anchor_ns = ev.received_ns
+                ts, retimed = loki_timestamp_ns(ev.time_ns, pos.anchor_ns, rl.offset)
+                stream = ev.stream
+                size = len(rl.data)
+                if not chunk.fits(stream, ts, size, s.batch_bytes, s.batch_entries):
+                    self.seal()
+                    chunk = self.chunk
+                group = self.fingerprint(ev) if self.fingerprint else None
+                self.last_group = group
+                chunk.add(stream, self._labels[stream], ts, ev.line,
+                          metadata_for(ev, getattr(group, "error_type", None), retimed),
+                          size, EntryRef(key, rl.lineno, rl.offset))
+                chunk.events_by_type[stream] += 1
+                if retimed:
+                    chunk.retimed += 1
+        chunk.lines += 1
+        chunk.bytes += rl.end - rl.offset
+        pos.offset, pos.lineno = rl.end, rl.lineno
+        chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns)
+        return event
+
+
 class ChunkReader:
-    """Turns files into chunks, starting each file where the positions say."""
+    """For `import`: turns a list of files into chunks, starting each where the positions say."""
 
     def __init__(self, settings: ReaderSettings, positions: Positions,
                  fingerprint: Callable[[Event], object | None] | None = None,
                  on_warning: Callable[[str], None] | None = None) -> None:
         self.s = settings
         self.positions = positions
-        self.fingerprint = fingerprint
+        self.proc = LineProcessor(settings, fingerprint)
         self.on_warning = on_warning or (lambda msg: None)
-        self._labels = {t: {"app": settings.app, "type": t}
-                        for t in (*sorted(model.KNOWN_TYPES), model.OTHER_TYPE)}
         self.skipped_bytes = 0   # bytes already delivered by an earlier run
 
-    def chunks(self, files: list[Path], sizes: dict[Path, int] | None = None) -> Iterator[Chunk]:
-        s = self.s
-        chunk = Chunk()
+    def chunks(self, files: list[Path]) -> Iterator[Chunk]:
+        proc = self.proc
         heads: dict[str, bytes] = {}
         done_bytes = 0
-        files_done = 0
-        for path in files:
+        for files_done, path in enumerate(files):
             key = str(path)
             size = path.stat().st_size
-            head = read_head(path)
-            start, warning = self.positions.start_for(path, head, size)
+            heads[key] = read_head(path)
+            start, warning = self.positions.start_for(path, heads[key], size)
             if warning:
                 self.on_warning(warning)
-            heads[key] = head
-            self.skipped_bytes += start.offset if not path.name.endswith(".gz") else 0
-            anchor = start.anchor_ns
-            pos = FilePosition(start.offset, start.lineno, anchor)
+            if not path.name.endswith(".gz"):
+                self.skipped_bytes += start.offset
+            pos = FilePosition(start.offset, start.lineno, start.anchor_ns)
             with open_binary(path) as f:
                 skip_to(f, start.offset)
                 raw_file = getattr(getattr(f, "raw", None), "fileobj", None)  # gzip: compressed position
-                for rl in read_lines(f, offset=start.offset, lineno=start.lineno, max_line_bytes=s.max_line_bytes):
-                    chunk.lines += 1
-                    chunk.bytes += rl.end - rl.offset
-                    if rl.length > s.max_line_bytes:
-                        chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, model.TOO_LONG,
-                                                              f"line of {rl.length} bytes exceeds {s.max_line_bytes}",
-                                                              rl.data, rl.length))
-                    elif not rl.data.strip():
-                        chunk.blank += 1
-                    else:
-                        ev = parse_line(rl.data)
-                        if isinstance(ev, Invalid):
-                            chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, ev.reason, ev.detail, rl.data))
-                        else:
-                            if ev.received_ns is not None:
-                                anchor = ev.received_ns
-                            ts, retimed = loki_timestamp_ns(ev.time_ns, anchor, rl.offset)
-                            stream = ev.stream
-                            size_b = len(rl.data)
-                            if not chunk.fits(stream, ts, size_b, s.batch_bytes, s.batch_entries):
-                                chunk.progress_bytes = done_bytes + (raw_file.tell() if raw_file else rl.offset)
-                                chunk.files_done = files_done
-                                yield _sealed(chunk, heads)
-                                chunk = Chunk()
-                            group = self.fingerprint(ev) if self.fingerprint else None
-                            chunk.add(stream, self._labels[stream], ts, ev.line,
-                                      metadata_for(ev, getattr(group, "error_type", None), retimed),
-                                      size_b, EntryRef(key, rl.lineno, rl.offset))
-                            chunk.events_by_type[stream] += 1
-                            if retimed:
-                                chunk.retimed += 1
-                    pos = FilePosition(rl.end, rl.lineno, anchor)
-                    chunk.ends[key] = pos
-            chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns, done=True)
+                for rl in read_lines(f, offset=start.offset, lineno=start.lineno,
+                                     max_line_bytes=self.s.max_line_bytes):
+                    proc.feed(key, rl, pos)
+                    if proc.sealed:
+                        for chunk in proc.sealed:
+                            chunk.progress_bytes = done_bytes + (raw_file.tell() if raw_file else rl.offset)
+                            chunk.files_done = files_done
+                            yield seal_heads(chunk, heads)
+                        proc.sealed.clear()
+            proc.chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns, done=True)
             done_bytes += size
-            files_done += 1
-        chunk.progress_bytes = done_bytes
-        chunk.files_done = files_done
-        yield _sealed(chunk, heads)
+        proc.seal()
+        last = proc.sealed.pop()
+        last.progress_bytes = done_bytes
+        last.files_done = len(files)
+        yield seal_heads(last, heads)
 
 
-def _sealed(chunk: Chunk, heads: dict[str, bytes]) -> Chunk:
+def seal_heads(chunk: Chunk, heads: dict[str, bytes]) -> Chunk:
     """Give each end position the digest of the file's first bytes it covers."""
     for key, pos in chunk.ends.items():
-        pos.head = head_digest(heads[key][: min(pos.offset, HEAD_BYTES)])
+        if key in heads:
+            pos.head = head_digest(heads[key][: min(pos.offset, HEAD_BYTES)])
     return chunk
