@@ -1,0 +1,280 @@
+"""`telemetry-exporter import` against the Loki emulator: exact payloads, exactly-once delivery,
+ordering-window safety, retries, resume, exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from exporter.cli import main
+from exporter.events.timing import NS_PER_S
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_import(loki_url, *args, state=None, env_extra=None, capsys=None):
+    argv = ["import", *map(str, args), "--loki-url", loki_url, "--ready-timeout", "5", "-q"]
+    if state is not None:
+        argv += ["--state-dir", str(state)]
+    return main(argv)
+
+
+def line(**kw) -> str:
+    doc = {"type": "event", "data": {"name": "page_view"}, "timestamp": "2025-12-26T10:16:03.046Z",
+           "sessionId": "1766744160751-qg4abun", "url": "https://saberloop.com/app/#/quiz",
+           "_server": {"receivedAt": "2025-12-26T10:16:15+00:00", "batchSentAt": "2025-12-26T10:16:03.000Z"}}
+    doc.update(kw)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def stored_lines(loki) -> Counter:
+    return Counter(e.line for e in loki.entries())
+
+
+def valid_lines_of(directory: Path) -> Counter:
+    """Independent recount: the lines a careful reader would call events."""
+    from exporter.events.parse import parse_line
+    from exporter.events.model import Event
+    out = Counter()
+    for p in directory.iterdir():
+        if not p.name.endswith((".jsonl", ".jsonl.gz")):
+            continue
+        data = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        for raw in data.split(b"\n"):
+            raw = raw.removesuffix(b"\r")
+            if raw.strip() and isinstance(parse_line(raw), Event):
+                out[raw.decode()] += 1
+    return out
+
+
+# --- exact payloads ---------------------------------------------------------------------------
+
+def test_exact_push_payload(tmp_path, loki):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    err = line(type="error", data={"message": "Failed to fetch"})
+    late = line(type="vital", data={"name": "LCP", "value": 2100}, sessionId="",
+                timestamp="2025-12-23T08:00:00.000Z",
+                _server={"receivedAt": "2025-12-26T10:16:20+00:00", "batchSentAt": "2025-12-26T10:16:19.000Z"})
+    (logs / "telemetry-2025-12-26.jsonl").write_text(err + "\n" + late + "\n")
+    code = run_import(loki.url, logs, state=tmp_path / "state")
+    assert code == 0
+    pushes = [r for r in loki.requests if r.path == "/loki/api/v1/push"]
+    assert len(pushes) == 2                       # one request per stream
+    assert all(r.headers.get("Content-Encoding") == "gzip" for r in pushes)
+    bodies = {r.json["streams"][0]["stream"]["type"]: r.json for r in pushes}
+    assert [len(b["streams"]) for b in bodies.values()] == [1, 1]
+    e = bodies["error"]["streams"][0]
+    assert e["stream"] == {"app": "saberloop", "type": "error"}
+    # event time 10:16:03.046 + (10:16:15 - 10:16:03.000) = 10:16:15.046; line offset 0
+    ts = (1766744175 * NS_PER_S) + 46_000_000
+    assert e["values"][0][0] == str(ts)
+    assert e["values"][0][1] == err               # byte-exact line
+    md = e["values"][0][2]
+    assert md["session_id"] == "1766744160751-qg4abun" and md["page"] == "#/quiz"
+    assert len(md["error_type"]) == 12
+    v = bodies["vital"]["streams"][0]
+    # delivered 3 days late: stamped at receive time (+ line offset in the sub-ms digits)
+    offset = len(err) + 1
+    assert v["values"][0][0] == str(1766744180 * NS_PER_S + offset)
+    # its real (drift-corrected) time is kept: 08:00:00.000 + (10:16:20 - 10:16:19.000)
+    assert v["values"][0][2] == {"page": "#/quiz", "event_time": "2025-12-23T08:00:01.000Z"}
+    assert v["values"][0][1] == late
+
+
+# --- the corpus: everything delivered once, nothing rejected ---------------------------------
+
+def test_corpus_delivered_exactly_once_with_skewed_and_late_events(tmp_path, loki, corpus, capsys):
+    directory, manifest = corpus
+    state = tmp_path / "state"
+    code = run_import(loki.url, directory, state=state)
+    out = capsys.readouterr().out
+    assert code == 1                              # the corpus has junk lines
+    assert stored_lines(loki) == valid_lines_of(directory)
+    assert sum(stored_lines(loki).values()) == manifest["events_total"]
+    assert f"delivered to Loki  {manifest['events_total']:,}" in out
+    assert "rejected by Loki   0" in out
+    by_type = Counter(e.labels["type"] for e in loki.entries())
+    assert dict(by_type) == {k: v for k, v in manifest["events_by_type"].items() if v}
+    dead = [orjson.loads(x) for x in (state / "dead-letter.jsonl").read_bytes().splitlines()]
+    assert Counter(d["reason"] for d in dead) == Counter({k: v for k, v in manifest["invalid_by_reason"].items() if v})
+    for d in dead:
+        assert d["file"] and d["line"] >= 1 and d["offset"] >= 0 and "raw" in d
+
+
+def test_rerun_sends_nothing_and_restart_stores_nothing_twice(tmp_path, loki, corpus):
+    directory, manifest = corpus
+    state = tmp_path / "state"
+    run_import(loki.url, directory, state=state)
+    n_requests = len(loki.requests)
+    assert run_import(loki.url, directory, state=state) == 0   # nothing new, nothing invalid
+    pushes = [r for r in loki.requests[n_requests:] if r.path.endswith("/push")]
+    assert pushes == []
+    main(["import", str(directory), "--loki-url", loki.url, "--state-dir", str(state), "--restart", "-q"])
+    assert sum(stored_lines(loki).values()) == manifest["events_total"]
+
+
+def test_files_in_any_order_give_the_same_result(tmp_path, loki, corpus):
+    directory, manifest = corpus
+    files = sorted(p for p in directory.iterdir() if ".jsonl" in p.name)
+    code = main(["import", *map(str, reversed(files)), "--loki-url", loki.url, "--state-dir", str(tmp_path), "-q"])
+    assert code == 1
+    assert sum(stored_lines(loki).values()) == manifest["events_total"]
+
+
+# --- Loki misbehaving ------------------------------------------------------------------------
+
+def test_429_and_5xx_storms_are_retried(tmp_path, loki, corpus, capsys):
+    directory, manifest = corpus
+    loki.inject(429, "ingestion rate limit exceeded", times=3, retry_after="0")
+    loki.inject(503, "upstream unavailable", times=2)
+    loki.inject(500, "internal error", times=2)
+    code = main(["import", str(directory), "--loki-url", loki.url, "--state-dir", str(tmp_path), "-q",
+                 "--config", str(_fast_retry_config(tmp_path))])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert sum(stored_lines(loki).values()) == manifest["events_total"]
+    assert "(7 retries)" in out
+
+
+def _fast_retry_config(tmp_path):
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("loki:\n  min_backoff: 0.01\n  max_backoff: 0.05\n  max_retries: 5\n")
+    return cfg
+
+
+def test_retries_exhausted_exit_3_and_resume_later(tmp_path, loki, corpus, capsys):
+    directory, manifest = corpus
+    loki.inject(503, "down", times=10_000)
+    code = main(["import", str(directory), "--loki-url", loki.url, "--state-dir", str(tmp_path), "-q",
+                 "--config", str(_fast_retry_config(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 3 and "giving up on Loki" in err and "resume" in err
+
+
+def test_loki_not_ready_at_start_is_waited_for(tmp_path, corpus, capsys):
+    from tests.loki_emulator import LokiEmulator
+    directory, manifest = corpus
+    with LokiEmulator(ready_after=1.5) as emu:
+        code = main(["import", str(directory), "--loki-url", emu.url, "--state-dir", str(tmp_path), "-q"])
+        err = capsys.readouterr().err
+        assert "waiting for Loki" in err and "503" in err
+        assert code == 1 and len(emu.entries()) == manifest["events_total"]
+
+
+def test_loki_unreachable_exits_3_quickly(tmp_path, corpus, capsys):
+    directory, _ = corpus
+    started = time.monotonic()
+    code = main(["import", str(directory), "--loki-url", "http://user:hunter2@127.0.0.1:9", "--ready-timeout", "1",
+                 "--state-dir", str(tmp_path), "-q"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "not ready after 1s" in captured.err and "http://127.0.0.1:9" in captured.err
+    assert "hunter2" not in captured.err + captured.out
+    assert time.monotonic() - started < 10
+
+
+def test_rejections_are_accounted_with_lokis_reason(tmp_path, corpus, capsys):
+    """A Loki keeping only 2 days: older entries are rejected (400, more than 10 per stream):
+    every one of them is found, counted and dead-lettered; the rest is stored."""
+    from tests.loki_emulator import LokiEmulator
+    directory, manifest = corpus
+    # the corpus ends 2025-12-31; a clock at 2026-01-02 with 2 days of max age rejects most of it
+    now = 1767312000.0  # 2026-01-02T00:00:00Z
+    with LokiEmulator(now=lambda: now, reject_old_samples_max_age=2 * 86400) as emu:
+        code = main(["import", str(directory), "--loki-url", emu.url, "--state-dir", str(tmp_path), "-q"])
+        out = capsys.readouterr().out
+        assert code == 1
+        dead = [orjson.loads(x) for x in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()]
+        too_old = [d for d in dead if d["reason"] == "loki_too_old"]
+        stored = len(emu.entries())
+        assert too_old and stored
+        assert stored + len(too_old) == manifest["events_total"]
+        assert f"rejected by Loki   {len(too_old):,}  (too_old {len(too_old):,})" in out
+
+
+def test_tenant_and_basic_auth_are_sent_and_never_printed(tmp_path, capsys):
+    from tests.loki_emulator import LokiEmulator
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    with LokiEmulator(tenant="team-a", basic_auth=("alice", "s3cret-pw")) as emu:
+        env = {"LOKI_PASSWORD": "s3cret-pw"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            code = main(["import", str(logs), "--loki-url", emu.url, "--tenant", "team-a", "--username", "alice",
+                         "--state-dir", str(tmp_path / "s"), "-v"])
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        captured = capsys.readouterr()
+        assert code == 0 and len(emu.entries()) == 1
+        assert "s3cret-pw" not in captured.out + captured.err
+        push = [r for r in emu.requests if r.path.endswith("/push")][0]
+        assert push.headers["X-Scope-OrgID"] == "team-a"
+
+
+# --- dry run, usage -----------------------------------------------------------------------------
+
+def test_dry_run_sends_nothing(tmp_path, corpus, capsys):
+    directory, manifest = corpus
+    code = main(["import", str(directory), "--dry-run", "--loki-url", "http://127.0.0.1:9", "-q",
+                 "--state-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "Dry run: nothing was sent" in out
+    assert f"valid events       {manifest['events_total']:,}" in out
+    assert '{app="saberloop", type="error"}' in out
+    assert not (tmp_path / "positions.json").exists()
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["import", str(tmp_path / "nope"), "--dry-run"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["import", "--compression", "brotli"])
+    assert exc.value.code == 2
+
+
+# --- kill -9 at any moment, then resume: exactly once -----------------------------------------
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
+@pytest.mark.parametrize("kill_after_pushes", [3, 17])
+def test_kill_9_then_resume_delivers_exactly_once(tmp_path, corpus, kill_after_pushes):
+    from tests.loki_emulator import LokiEmulator
+    directory, manifest = corpus
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "exporter", "import", str(directory), "--state-dir", str(state),
+           "--batch-bytes", "20000", "-q"]
+    with LokiEmulator() as emu:
+        env = {**os.environ, "LOKI_URL": emu.url, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(1 for r in list(emu.requests) if r.path.endswith("/push")) >= kill_after_pushes:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = len(emu.entries())
+        assert partial < manifest["events_total"]       # it really was interrupted
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 1, done.stderr       # junk lines in the corpus, nothing else
+        assert stored_lines(emu) == valid_lines_of(directory)
+        assert "rejected by Loki   0" in done.stdout
+    dead = [orjson.loads(x) for x in (state / "dead-letter.jsonl").read_bytes().splitlines()]
+    keys = [(d["file"], d["offset"]) for d in dead]
+    assert len(keys) == len(set(keys)) == sum(manifest["invalid_by_reason"].values())
