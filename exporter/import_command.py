@@ -157,7 +157,9 @@ def print_summary(stats: ImportStats, *, dry_run: bool = False, dead_letter: Pat
     w(f"  valid events       {stats.events:,}" + (
         "  (" + ", ".join(f"{k} {v:,}" for k, v in sorted(stats.events_by_type.items())) + ")" if stats.events else ""))
     if not dry_run:
-        w(f"  delivered to Loki  {stats.delivered:,}")
+        w(f"  delivered to Loki  {stats.delivered:,}" + (
+            f"  ({stats.already_delivered:,} were already there: resumed after an interruption)"
+            if stats.already_delivered else ""))
     w(f"  invalid lines      {sum(stats.invalid.values()):,}" + _by_reason(stats.invalid))
     if not dry_run:
         w(f"  rejected by Loki   {sum(stats.rejected.values()):,}" + _by_reason(stats.rejected))

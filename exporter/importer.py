@@ -21,6 +21,7 @@ from exporter.deadletter import DeadLetter, DeadLetterRecord
 from exporter.positions import Positions
 from exporter.reader import ChunkReader
 from exporter.sinks.loki.client import PushResult
+from exporter.sinks.loki.rejections import TOO_FAR_BEHIND
 from exporter.sinks.loki.request import Push
 
 
@@ -39,6 +40,7 @@ class ImportStats:
     events: int = 0
     delivered: int = 0
     retimed: int = 0
+    already_delivered: int = 0
     requests: int = 0
     retries: int = 0
     invalid: Counter = field(default_factory=Counter)
@@ -60,14 +62,79 @@ class ImportStats:
 _DONE = object()
 
 
+class Delivery:
+    """Push one chunk (one request per stream, concurrently), account Loki's answers, checkpoint.
+
+    Shared by `import` and `serve`. Positions advance only after every stream of the chunk is
+    answered; a LokiError propagates and leaves them at the last delivered chunk.
+    """
+
+    def __init__(self, pusher: Pusher | None, positions: Positions, dead_letter: DeadLetter,
+                 *, max_in_flight: int = 8) -> None:
+        self.pusher = pusher            # None = dry run
+        self.positions = positions
+        self.dead_letter = dead_letter
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="push") if pusher else None
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.dead_letter.close()
+
+    def deliver(self, chunk: Chunk, stats: ImportStats) -> None:
+        streams = list(chunk.pushes)
+        if self.pusher is not None and streams:
+            self.positions.inflight = {k: p.offset for k, p in chunk.ends.items()}
+            self.positions.save()
+        if self._pool and streams:
+            futures = [self._pool.submit(self.pusher.push, chunk.pushes[s]) for s in streams]  # type: ignore[union-attr]
+            results = [f.result() for f in futures]  # raises LokiError: positions stay at the last chunk
+        else:
+            results = [PushResult() for _ in streams]
+        for stream, result in zip(streams, results):
+            stats.requests += result.requests
+            stats.retries += result.retries
+            values = chunk.pushes[stream].values
+            refs = chunk.refs[stream]
+            already = 0
+            for i, (reason, message) in sorted(result.rejected.items()):
+                ref = refs[i]
+                if ref.replay and reason == TOO_FAR_BEHIND:
+                    already += 1
+                    continue
+                stats.rejected[reason] += 1
+                self.dead_letter.write(DeadLetterRecord(ref.file, ref.lineno, ref.offset,
+                                                        "loki_" + reason, message, values[i][1]))
+            stats.delivered += len(values) - len(result.rejected) + already
+            stats.already_delivered += already
+        for rec in chunk.invalid:
+            stats.invalid[rec.reason] += 1
+            self.dead_letter.write(rec)
+        self.positions.dead_letter_bytes = self.dead_letter.flush()
+        self.positions.files.update(chunk.ends)
+        self.positions.inflight = {}
+        if self.pusher is not None:
+            self.positions.save()
+        stats.lines += chunk.lines
+        stats.bytes += chunk.bytes
+        stats.blank += chunk.blank
+        stats.events += chunk.events
+        stats.retimed += chunk.retimed
+        stats.events_by_type.update(chunk.events_by_type)
+        stats.progress_bytes = chunk.progress_bytes
+        stats.files_done = chunk.files_done
+
+
 class Importer:
+    """`import`: a reader thread cuts chunks from the files; this thread delivers them in order."""
+
     def __init__(self, reader: ChunkReader, pusher: Pusher | None, positions: Positions,
                  dead_letter: DeadLetter, *, on_chunk: Callable[[ImportStats, Chunk], None] | None = None,
                  queue_size: int = 2) -> None:
         self.reader = reader
-        self.pusher = pusher            # None = dry run
         self.positions = positions
         self.dead_letter = dead_letter
+        self.delivery = Delivery(pusher, positions, dead_letter)
         self.on_chunk = on_chunk
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
@@ -102,57 +169,20 @@ class Importer:
         self.dead_letter.resume_at(self.positions.dead_letter_bytes)
         producer = threading.Thread(target=self._produce, args=(files,), name="reader", daemon=True)
         producer.start()
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="push") if self.pusher else None
         try:
             while True:
                 item = self._queue.get()
                 if item is _DONE:
                     break
-                self._commit(item, stats, pool)
+                self.delivery.deliver(item, stats)
+                if self.on_chunk:
+                    self.on_chunk(stats, item)
             if self._reader_error is not None:
                 raise self._reader_error
         finally:
             self._stop.set()
-            if pool:
-                pool.shutdown(wait=True, cancel_futures=True)
+            self.delivery.close()
             producer.join(timeout=5)
-            self.dead_letter.close()
             stats.skipped_bytes = self.reader.skipped_bytes
             stats.elapsed = time.monotonic() - stats.started
         return stats
-
-    def _commit(self, chunk: Chunk, stats: ImportStats, pool: ThreadPoolExecutor | None) -> None:
-        streams = list(chunk.pushes)
-        if pool and streams:
-            futures = [pool.submit(self.pusher.push, chunk.pushes[s]) for s in streams]  # type: ignore[union-attr]
-            results = [f.result() for f in futures]  # raises LokiError: positions stay at the last chunk
-        else:
-            results = [PushResult() for _ in streams]
-        for stream, result in zip(streams, results):
-            stats.requests += result.requests
-            stats.retries += result.retries
-            values = chunk.pushes[stream].values
-            refs = chunk.refs[stream]
-            for i, (reason, message) in sorted(result.rejected.items()):
-                ref = refs[i]
-                stats.rejected[reason] += 1
-                self.dead_letter.write(DeadLetterRecord(ref.file, ref.lineno, ref.offset,
-                                                        "loki_" + reason, message, values[i][1]))
-            stats.delivered += len(values) - len(result.rejected)
-        for rec in chunk.invalid:
-            stats.invalid[rec.reason] += 1
-            self.dead_letter.write(rec)
-        self.positions.dead_letter_bytes = self.dead_letter.flush()
-        self.positions.files.update(chunk.ends)
-        if self.pusher is not None:
-            self.positions.save()
-        stats.lines += chunk.lines
-        stats.bytes += chunk.bytes
-        stats.blank += chunk.blank
-        stats.events += chunk.events
-        stats.retimed += chunk.retimed
-        stats.events_by_type.update(chunk.events_by_type)
-        stats.progress_bytes = chunk.progress_bytes
-        stats.files_done = chunk.files_done
-        if self.on_chunk:
-            self.on_chunk(stats, chunk)

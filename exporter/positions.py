@@ -1,9 +1,13 @@
 """Positions: per file, how far Loki has acknowledged. Written atomically (temp file + replace).
 
-After ``kill -9`` at any moment, the next run resumes from the last written position; the
-few entries delivered after it are sent again with the same timestamp and line, which Loki
-stores once. A file that shrank (truncated) or whose first bytes changed (replaced) since the
-last run is read again from the start.
+Before a chunk is pushed, its end is written as "in flight"; after Loki has answered for all of
+it, the positions advance. After ``kill -9`` at any moment, the next run resumes from the last
+acknowledged position and re-sends the in-flight chunk with the same timestamps and lines:
+Loki stores an identical entry once, and where a stream already moved more than an hour past a
+re-sent entry, its "too far behind" answer means Loki holds that entry already (the chunk is
+the only thing that could have moved it): counted as already delivered, not as rejected.
+A file that shrank (truncated) or whose first bytes changed (replaced) since the last run is
+read again from the start.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Positions:
     target: str = ""
     files: dict[str, FilePosition] = field(default_factory=dict)
     dead_letter_bytes: int = 0   # size of the dead letter at the time of this checkpoint
+    inflight: dict[str, int] = field(default_factory=dict)  # file -> end offset of the chunk being pushed
 
     @classmethod
     def load(cls, path: Path | None, target: str) -> "Positions":
@@ -55,6 +60,7 @@ class Positions:
             raise ValueError(f"positions file {path} is unreadable ({exc}); move it away to start over") from None
         entry = (doc.get("targets") or {}).get(target) or {}
         pos.dead_letter_bytes = int(entry.get("dead_letter_bytes", 0))
+        pos.inflight = {k: int(v) for k, v in (entry.get("inflight") or {}).items()}
         for name, fp in (entry.get("files") or {}).items():
             pos.files[name] = FilePosition(**{k: fp[k] for k in FilePosition.__slots__ if k in fp})
         return pos
@@ -73,6 +79,7 @@ class Positions:
         doc.setdefault("targets", {})[self.target] = {
             "updated": time.time(),
             "dead_letter_bytes": self.dead_letter_bytes,
+            "inflight": self.inflight,
             "files": {k: v.to_json() for k, v in self.files.items()},
         }
         atomic_write(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))

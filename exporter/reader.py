@@ -59,44 +59,44 @@ class LineProcessor:
                         for t in (*sorted(model.KNOWN_TYPES), model.OTHER_TYPE)}
         self.chunk = Chunk()
         self.sealed: list[Chunk] = []
-        self.last_group: object | None = None   # fingerprint of the last event fed (for serve)
+        self.replay_until: dict[str, int] = {}  # file -> end of the chunk in flight when interrupted
 
     def seal(self) -> None:
         """Close the current chunk (even if partial) and start a new one."""
         self.sealed.append(self.chunk)
         self.chunk = Chunk()
 
-    def feed(self, key: str, rl: RawLine, pos: FilePosition) -> Event | None:
-        """Process one line of file ``key``; ``pos`` (that file's cursor) moves past it."""
+    def feed(self, key: str, rl: RawLine, pos: FilePosition) -> Event | Invalid | None:
+        """Process one line of file ``key``; ``pos`` (that file's cursor) moves past it.
+
+        Returns the Event, the Invalid (with its reason), or None for a blank line.
+        """
         s = self.s
         chunk = self.chunk
-        event = None
-        self.last_group = None
+        result: Event | Invalid | None = None
         if rl.length > s.max_line_bytes:
-            chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, model.TOO_LONG,
-                                                  f"line of {rl.length} bytes exceeds {s.max_line_bytes}",
+            result = Invalid(model.TOO_LONG, f"line of {rl.length} bytes exceeds {s.max_line_bytes}")
+            chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, model.TOO_LONG, result.detail,
                                                   rl.data, rl.length))
         elif not rl.data.strip():
             chunk.blank += 1
         else:
-            ev = parse_line(rl.data)
+            ev = result = parse_line(rl.data)
             if isinstance(ev, Invalid):
                 chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, ev.reason, ev.detail, rl.data))
             else:
-                event = ev
                 if ev.received_ns is not None:
                     pos.anchor_ns = ev.received_ns
                 ts, retimed = loki_timestamp_ns(ev.time_ns, pos.anchor_ns, rl.offset)
                 stream = ev.stream
                 size = len(rl.data)
-                if not chunk.fits(stream, ts, size, s.batch_bytes, s.batch_entries):
+                if not chunk.fits(size, s.batch_bytes, s.batch_entries):
                     self.seal()
                     chunk = self.chunk
                 group = self.fingerprint(ev) if self.fingerprint else None
-                self.last_group = group
                 chunk.add(stream, self._labels[stream], ts, ev.line,
                           metadata_for(ev, getattr(group, "error_type", None), retimed),
-                          size, EntryRef(key, rl.lineno, rl.offset))
+                          size, EntryRef(key, rl.lineno, rl.offset, rl.offset < self.replay_until.get(key, 0)))
                 chunk.events_by_type[stream] += 1
                 if retimed:
                     chunk.retimed += 1
@@ -104,7 +104,7 @@ class LineProcessor:
         chunk.bytes += rl.end - rl.offset
         pos.offset, pos.lineno = rl.end, rl.lineno
         chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns)
-        return event
+        return result
 
 
 class ChunkReader:
@@ -116,6 +116,7 @@ class ChunkReader:
         self.s = settings
         self.positions = positions
         self.proc = LineProcessor(settings, fingerprint)
+        self.proc.replay_until = dict(positions.inflight)
         self.on_warning = on_warning or (lambda msg: None)
         self.skipped_bytes = 0   # bytes already delivered by an earlier run
 
