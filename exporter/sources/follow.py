@@ -2,11 +2,14 @@
 truncation and replacement. Portable polling (os.stat), no inotify: works the same on
 Windows, macOS and Linux, and costs one stat per file per poll when nothing changes.
 
-A last line without its newline is not consumed until the newline arrives.
+A last line without its newline is not consumed until the newline arrives, unless the file is
+finished: a newer daily file exists, or the file has not changed for ``partial_line_grace``
+seconds (the PHP endpoint appends whole lines, so such a line is as complete as it will get).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +27,8 @@ class Followed:
     size: int = -1
     mtime_ns: int = -1
     head: str = ""           # digest of the first min(offset, 1 KiB) bytes, "" when unknown
+    changed_at: float = 0.0  # monotonic time the size or mtime last changed
+    partial: bool = False    # an unterminated last line is waiting
 
     @property
     def key(self) -> str:
@@ -35,13 +40,18 @@ class DirectoryFollower:
 
     def __init__(self, directory: Path, start: dict[str, FilePosition] | None = None, *,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, read_budget: int = 8 << 20,
-                 on_warning: Callable[[str], None] | None = None) -> None:
+                 partial_line_grace: float = 15.0,
+                 on_warning: Callable[[str], None] | None = None,
+                 on_reset: Callable[[str], None] | None = None) -> None:
         self.directory = directory
         self.files: dict[str, Followed] = {}
         self.max_line_bytes = max_line_bytes
         self.read_budget = read_budget
+        self.partial_line_grace = partial_line_grace
         self.on_warning = on_warning or (lambda m: None)
+        self.on_reset = on_reset or (lambda key: None)   # a file is read again from the start
         self._start = dict(start or {})
+        self.unread = 0            # unread_bytes() as of the end of the last poll
 
     def _scan(self) -> list[Path]:
         try:
@@ -64,6 +74,8 @@ class DirectoryFollower:
         keys = {str(p) for p in present}
         for key in [k for k in self.files if k not in keys]:
             del self.files[key]          # deleted by retention: forget it
+        newest = present[-1] if present else None
+        now = time.monotonic()
         for path in present:
             key = str(path)
             f = self.files.get(key)
@@ -80,12 +92,17 @@ class DirectoryFollower:
                 is_new = True
             else:
                 is_new = False
-            if not is_new and st.st_size == f.size and st.st_mtime_ns == f.mtime_ns:
+            unchanged = not is_new and st.st_size == f.size and st.st_mtime_ns == f.mtime_ns
+            finish = f.partial and (path != newest or now - f.changed_at >= self.partial_line_grace)
+            if unchanged and not finish:
                 continue
+            if not unchanged:
+                f.changed_at = now
             gz = path.name.endswith(".gz")
             if not gz and st.st_size < f.offset:
                 self.on_warning(f"{path.name} was truncated ({st.st_size} < {f.offset} bytes): reading it from the start")
-                f.offset, f.lineno, f.head = 0, 0, ""
+                f.offset, f.lineno, f.head, f.anchor_ns = 0, 0, "", None
+                self.on_reset(key)
             elif f.offset and f.head:
                 try:
                     with open_binary(path) as h:
@@ -94,12 +111,15 @@ class DirectoryFollower:
                     continue
                 if head_digest(head[: min(f.offset, HEAD_BYTES)]) != f.head:
                     self.on_warning(f"{path.name} was replaced: reading it from the start")
-                    f.offset, f.lineno, f.head = 0, 0, ""
+                    f.offset, f.lineno, f.head, f.anchor_ns = 0, 0, "", None
+                    self.on_reset(key)
             f.size, f.mtime_ns = st.st_size, st.st_mtime_ns
-            yield from self._read(f)
+            yield from self._read(f, finish or path != newest)
+        self.unread = self.unread_bytes()
 
-    def _read(self, f: Followed) -> Iterator[tuple[Followed, RawLine]]:
+    def _read(self, f: Followed, finished: bool) -> Iterator[tuple[Followed, RawLine]]:
         budget = self.read_budget
+        stopped = False
         try:
             fh = open_binary(f.path)
         except OSError:
@@ -108,13 +128,15 @@ class DirectoryFollower:
             skip_to(fh, f.offset)
             head_needed = not f.head
             for rl in read_lines(fh, offset=f.offset, lineno=f.lineno, max_line_bytes=self.max_line_bytes,
-                                 partial_last_line=False):
+                                 partial_last_line=finished):
                 f.offset, f.lineno = rl.end, rl.lineno
                 yield f, rl
                 budget -= rl.end - rl.offset
                 if budget <= 0:
                     f.mtime_ns = -1      # not finished: look again at the next poll
+                    stopped = True
                     break
+        f.partial = not stopped and not f.path.name.endswith(".gz") and f.offset < f.size
         if head_needed or f.offset < HEAD_BYTES:
             try:
                 with open_binary(f.path) as h:

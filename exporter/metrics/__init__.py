@@ -1,0 +1,1 @@
+"""Prometheus metrics: a collector over the aggregation core, self-metrics, and the HTTP endpoint."""

@@ -1,0 +1,78 @@
+"""`telemetry-exporter serve [DIR]`: backfill, then follow; push to Loki; serve /metrics.
+
+SIGTERM or SIGINT (Ctrl-C): stop reading, deliver what was read, save state, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from exporter.config import Config, ConfigError
+from exporter.sinks.loki.client import LokiError
+
+EXIT_OK, EXIT_USAGE, EXIT_LOKI = 0, 2, 3
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", nargs="?", metavar="DIR", help="directory of telemetry files (default ./telemetry-logs)")
+    p.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /ready (default 127.0.0.1:9464)")
+    p.add_argument("--no-loki", action="store_true", help="do not push to Loki: metrics only")
+    p.add_argument("--max-sessions", type=int, help="per-session series kept in /metrics (default 1000)")
+    p.add_argument("--max-error-types", type=int, help="error types with their own series (default 500)")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    from exporter.serve.service import Service
+    directory = Path(args.directory or cfg.logs)
+    if not directory.is_dir():
+        _log(f"telemetry-exporter serve: {directory}: not a directory")
+        return EXIT_USAGE
+    try:
+        from exporter.events.fingerprint import Fingerprinter, rules_from_config
+        fp = Fingerprinter(rules_from_config(list(cfg.fingerprint_rules)))
+    except ValueError as exc:
+        _log(f"telemetry-exporter serve: fingerprint rules: {exc}")
+        return EXIT_USAGE
+    loki = not args.no_loki
+    if loki and not cfg.loki.url:
+        _log("telemetry-exporter serve: no Loki URL: set LOKI_URL or --loki-url, or use --no-loki")
+        return EXIT_USAGE
+    try:
+        service = Service(cfg, directory, loki=loki, fingerprinter=fp, log=_log)
+    except (ValueError, OSError, ConfigError) as exc:
+        _log(f"telemetry-exporter serve: {exc}")
+        return EXIT_USAGE
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+
+    for name in ("SIGTERM", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
+    try:
+        service.start()
+    except LokiError as exc:
+        _log(f"telemetry-exporter serve: {exc}")
+        return EXIT_LOKI
+    _log(f"serving http://{service.server.address}/metrics; following {directory}"
+         + ("" if loki else " (no Loki)"))
+    try:
+        while not stop.wait(0.5):
+            if not service._healthy():
+                _log("telemetry-exporter serve: a worker thread died; stopping")
+                break
+    except KeyboardInterrupt:
+        pass
+    _log("stopping: delivering what was read and saving state ...")
+    service.stop()
+    _log("stopped")
+    return EXIT_OK

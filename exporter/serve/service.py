@@ -1,0 +1,300 @@
+"""The long-running service: follow files -> (Loki chunks, aggregation core) -> /metrics.
+
+Threads: a follower (reads, parses once, feeds the core and the Loki chunks, saves state), a
+sender (delivers chunks to Loki in order, retrying while Loki is down), the HTTP endpoint, and
+the main thread waiting for SIGTERM/SIGINT.
+
+Two cursors per file: how far the core has counted (saved with the core in the state file) and
+how far Loki has acknowledged (the positions file `import` uses too). After a restart each line
+is counted once and pushed once: lines Loki has not acknowledged yet are pushed again but not
+counted again. While Loki is unreachable, reading pauses once a few chunks wait (memory stays
+bounded) and resumes when Loki is back.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from prometheus_client import CollectorRegistry
+
+from exporter.aggregation.core import Aggregator, Limits
+from exporter.batching import Chunk
+from exporter.config import Config, redact_url
+from exporter.deadletter import DeadLetter
+from exporter.events import model
+from exporter.events.model import Event, Invalid
+from exporter.events.parse import parse_line
+from exporter.importer import Delivery, ImportStats
+from exporter.metrics.collector import CoreCollector
+from exporter.metrics.http import MetricsServer
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.positions import FilePosition, Positions
+from exporter.reader import LineProcessor, ReaderSettings
+from exporter.serve.state import ServeState
+from exporter.sinks.loki.client import LokiClient, LokiError
+from exporter.sources.follow import DirectoryFollower
+
+POLL_INTERVAL = 0.25
+SAVE_INTERVAL = 5.0
+EXPIRE_INTERVAL = 60.0
+_STOP = object()
+
+
+class Service:
+    def __init__(self, cfg: Config, directory: Path, *, loki: bool = True, listen: str | None = None,
+                 fingerprinter=None, log: Callable[[str], None] = print,
+                 poll_interval: float = POLL_INTERVAL, save_interval: float = SAVE_INTERVAL,
+                 partial_line_grace: float = 15.0) -> None:
+        self.cfg = cfg
+        self.directory = directory
+        self.log = log
+        self.poll_interval = poll_interval
+        self.save_interval = save_interval
+        state_dir = Path(cfg.state_dir)
+        self.state_path = state_dir / "serve-state.json"
+        self.fingerprinter = fingerprinter
+        m = cfg.metrics
+        limits = Limits(max_error_types=m.max_error_types, max_sessions=m.max_sessions,
+                        session_idle_seconds=m.session_idle_seconds)
+        state = ServeState.load(self.state_path)
+        if state is not None and state.core is not None:
+            self.core = Aggregator.from_state(state.core, fingerprinter, limits)
+            self.read = dict(state.read)
+            self.backfill_complete = state.backfill_complete
+        else:
+            self.core = Aggregator(fingerprinter, limits)
+            self.read = {}
+            self.backfill_complete = False
+        self.live = self.backfill_complete    # fresh state: the first backfill is historical
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.caught_up = threading.Event()
+
+        self.registry = CollectorRegistry()
+        self.selfm = SelfMetrics(self.registry)
+        self.client: LokiClient | None = None
+        self.positions: Positions | None = None
+        self.delivery: Delivery | None = None
+        self.stats = ImportStats()
+        loki_start: dict[str, FilePosition] = {}
+        if loki:
+            self.client = LokiClient(cfg.loki, on_retry=lambda why, d: self.selfm.retries.inc(),
+                                     on_duration=self.selfm.duration.observe)
+            target = redact_url(cfg.loki.url) + (f"#{cfg.loki.tenant}" if cfg.loki.tenant else "")
+            self.positions = Positions.load(state_dir / "positions.json", target)
+            loki_start = dict(self.positions.files)
+            dead = DeadLetter(state_dir / "dead-letter.jsonl")
+            dead.resume_at(self.positions.dead_letter_bytes)
+            self.delivery = Delivery(self.client, self.positions, dead)
+        self.selfm.loki_enabled.set(1 if loki else 0)
+        self.proc = LineProcessor(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes,
+                                                 cfg.loki.batch_entries), self._group)
+        if self.positions is not None:
+            self.proc.replay_until = dict(self.positions.inflight)
+        # where each file starts: the smaller of the two cursors
+        self.count_from = {k: p.offset for k, p in self.read.items()}
+        self.push_from = {k: p.offset for k, p in loki_start.items()} if loki else None
+        start: dict[str, FilePosition] = {}
+        for key in set(self.read) | set(loki_start):
+            cands = [p for p in (self.read.get(key), loki_start.get(key) if loki else None) if p is not None]
+            if loki and key not in loki_start:
+                cands = []            # never pushed: start at 0
+            start[key] = min(cands, key=lambda p: p.offset) if cands else FilePosition()
+        self.follower = DirectoryFollower(directory, start, max_line_bytes=cfg.max_line_bytes,
+                                          on_warning=lambda m: self.log(f"warning: {m}"),
+                                          on_reset=self._on_reset, partial_line_grace=partial_line_grace)
+        self.registry.register(CoreCollector(lambda: self.core, self.lock, lambda: self.follower.unread))
+        self.server = MetricsServer(listen or cfg.metrics.listen, self.registry,
+                                    healthy=self._healthy, ready=self._ready)
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._counting = False
+        self._now: float | None = None
+        self._threads: list[threading.Thread] = []
+        self._chunk_started: float | None = None
+        self._last_save = time.monotonic()
+        self._last_expire = time.monotonic()
+
+    # -- per line -------------------------------------------------------------------------------
+    def _group(self, event: Event):
+        """LineProcessor's fingerprint hook: counting happens here, so each event is grouped once."""
+        if self._counting:
+            return self.core.add(event, now=self._now)
+        return self.fingerprinter.group(event) if self.fingerprinter else None
+
+    def _on_reset(self, key: str) -> None:
+        self.count_from.pop(key, None)
+        if self.push_from is not None:
+            self.push_from.pop(key, None)
+        self.read.pop(key, None)
+
+    def _line(self, f, rl) -> None:
+        key = f.key
+        counting = rl.offset >= self.count_from.get(key, 0)
+        pushing = self.push_from is not None and rl.offset >= self.push_from.get(key, 0)
+        self._counting = counting
+        core = self.core
+        if pushing:
+            if self._chunk_started is None:
+                self._chunk_started = time.monotonic()
+            res = self.proc.feed(key, rl, f)
+        elif counting:
+            if rl.length > self.cfg.max_line_bytes:
+                res = Invalid(model.TOO_LONG)
+            elif not rl.data.strip():
+                res = None
+            else:
+                res = parse_line(rl.data)
+                if isinstance(res, Event):
+                    core.add(res, now=self._now)
+        else:
+            return
+        if counting:
+            core.lines += 1
+            if res is None:
+                core.blank_lines += 1
+            elif isinstance(res, Invalid):
+                core.add_invalid(res.reason)
+            self.read[key] = FilePosition(rl.end, rl.lineno, f.anchor_ns)
+
+    # -- follower thread ------------------------------------------------------------------------
+    def _follow(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                self._now = time.time() if self.live else None
+                lines = nbytes = 0
+                lock = self.lock
+                for f, rl in self.follower.poll():
+                    with lock:   # per line: a scrape never waits long, even during a backfill
+                        self._line(f, rl)
+                    lines += 1
+                    nbytes += rl.end - rl.offset
+                    if self.proc.sealed:
+                        self._hand_over()
+                    if self.stop_event.is_set():
+                        break
+                self.selfm.lines.inc(lines)
+                self.selfm.bytes.inc(nbytes)
+                caught_up = self.follower.unread == 0 or lines == 0
+                if caught_up:
+                    self._caught_up()
+                self._maybe_seal(caught_up)
+                now = time.monotonic()
+                if now - self._last_expire >= EXPIRE_INTERVAL:
+                    with self.lock:
+                        self.core.expire_sessions(time.time())
+                    self._last_expire = now
+                if now - self._last_save >= self.save_interval:
+                    self.save()
+                if lines == 0:
+                    self.stop_event.wait(self.poll_interval)
+        finally:
+            self._maybe_seal(True, force=True)
+            self.save()
+            self._put(_STOP, force=True)
+
+    def _caught_up(self) -> None:
+        if not self.caught_up.is_set():
+            self.caught_up.set()
+            self.selfm.backfill_done.set(1)
+            if not self.backfill_complete:
+                self.backfill_complete = True
+                self.log("backfill complete: following new lines")
+            self.live = True
+
+    def _maybe_seal(self, caught_up: bool, force: bool = False) -> None:
+        if self.push_from is None or self._chunk_started is None:
+            return
+        age = time.monotonic() - self._chunk_started
+        if force or (caught_up and age + self.poll_interval >= self.cfg.loki.batch_wait):
+            chunk = self.proc.chunk
+            if chunk.lines:
+                self.proc.seal()
+                self._hand_over()
+            self._chunk_started = None
+
+    def _hand_over(self) -> None:
+        for chunk in self.proc.sealed:
+            self._put(chunk)
+        self.proc.sealed.clear()
+
+    def _put(self, item, force: bool = False) -> None:
+        if self.push_from is None:
+            return
+        while True:
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stop_event.is_set() and not force:
+                    # shutting down with Loki unreachable: leave it to the next start
+                    return
+
+    # -- sender thread --------------------------------------------------------------------------
+    def _send(self) -> None:
+        assert self.delivery is not None
+        backoff = 1.0
+        while True:
+            chunk = self._queue.get()
+            if chunk is _STOP:
+                return
+            while True:
+                before_sent, before_rej = self.stats.delivered, dict(self.stats.rejected)
+                try:
+                    self.delivery.deliver(chunk, self.stats)
+                    backoff = 1.0
+                    break
+                except LokiError as exc:
+                    self.selfm.failures.inc()
+                    self.log(f"warning: {exc}; retrying in {backoff:.0f}s")
+                    if self.stop_event.wait(backoff):
+                        return   # shutting down: positions stay at the last delivered chunk
+                    backoff = min(backoff * 2, 30.0)
+            self.selfm.sent.inc(self.stats.delivered - before_sent)
+            for reason, n in self.stats.rejected.items():
+                if n - before_rej.get(reason, 0):
+                    self.selfm.rejected.labels(reason).inc(n - before_rej.get(reason, 0))
+            if chunk.pushes:
+                self.selfm.last_success.set(time.time())
+
+    # -- state ----------------------------------------------------------------------------------
+    def save(self) -> None:
+        with self.lock:
+            state = ServeState(dict(self.read), self.core.to_state(), self.backfill_complete)
+        state.save(self.state_path)
+        self._last_save = time.monotonic()
+
+    def _healthy(self) -> bool:
+        return all(t.is_alive() for t in self._threads) and not self.stop_event.is_set()
+
+    def _ready(self) -> tuple[bool, str]:
+        if self.caught_up.is_set():
+            return True, "ready"
+        return False, "backfilling: reading the existing files"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "Service":
+        if self.client is not None:
+            self.client.wait_ready(on_wait=self.log)
+        self.server.start()
+        self._threads = [threading.Thread(target=self._follow, name="follower", daemon=True)]
+        if self.delivery is not None:
+            self._threads.append(threading.Thread(target=self._send, name="sender", daemon=True))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: stop reading, deliver what was read (bounded), save state."""
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        if self.delivery is not None:
+            self.delivery.close()
+        if self.client is not None:
+            self.client.close()
+        self.server.stop()
