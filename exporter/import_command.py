@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(needs access to Loki's /flush endpoint: your own Loki)")
     p.add_argument("--positions", metavar="FILE", help="positions file (default STATE_DIR/positions.json)")
     p.add_argument("--dead-letter", metavar="FILE", help="dead-letter JSONL (default STATE_DIR/dead-letter.jsonl)")
-    p.add_argument("--restart", action="store_true", help="ignore saved positions: read every file from the start")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore saved positions: send every file again (Loki keeps one copy of each line)")
     p.add_argument("-v", "--verbose", action="store_true", help="progress messages even when not on a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             return EXIT_LOKI
     reader = ChunkReader(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes, cfg.loki.batch_entries),
                          positions, fingerprint, on_warning=warn)
+    reader.proc.replay_all = args.restart
     total = sum(p.stat().st_size for p in files)
     progress = ImportProgress(total, len(files), enabled=None if not args.quiet else False)
     dry: dict[str, list] = {}

@@ -60,6 +60,7 @@ class LineProcessor:
         self.chunk = Chunk()
         self.sealed: list[Chunk] = []
         self.replay_until: dict[str, int] = {}  # file -> end of the chunk in flight when interrupted
+        self.replay_all = False                 # --restart: Loki may hold any of these lines already
 
     def seal(self) -> None:
         """Close the current chunk (even if partial) and start a new one."""
@@ -96,7 +97,8 @@ class LineProcessor:
                 group = self.fingerprint(ev) if self.fingerprint else None
                 chunk.add(stream, self._labels[stream], ts, ev.line,
                           metadata_for(ev, getattr(group, "error_type", None), retimed),
-                          size, EntryRef(key, rl.lineno, rl.offset, rl.offset < self.replay_until.get(key, 0)))
+                          size, EntryRef(key, rl.lineno, rl.offset,
+                                                 self.replay_all or rl.offset < self.replay_until.get(key, 0)))
                 chunk.events_by_type[stream] += 1
                 if retimed:
                     chunk.retimed += 1

@@ -15,8 +15,10 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture
 def loki():
+    """A Loki emulator configured like the bundle's loki/loki-config.yaml for history imports
+    (old samples accepted: the test corpora are dated 2025-12)."""
     from tests.loki_emulator import LokiEmulator
-    emu = LokiEmulator().start()
+    emu = LokiEmulator(reject_old_samples=False).start()
     try:
         yield emu
     finally:

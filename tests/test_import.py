@@ -114,7 +114,7 @@ def test_corpus_delivered_exactly_once_with_skewed_and_late_events(tmp_path, lok
         assert d["file"] and d["line"] >= 1 and d["offset"] >= 0 and "raw" in d
 
 
-def test_rerun_sends_nothing_and_restart_stores_nothing_twice(tmp_path, loki, corpus):
+def test_rerun_sends_nothing_and_restart_stores_nothing_twice(tmp_path, loki, corpus, capsys):
     directory, manifest = corpus
     state = tmp_path / "state"
     run_import(loki.url, directory, state=state)
@@ -122,7 +122,10 @@ def test_rerun_sends_nothing_and_restart_stores_nothing_twice(tmp_path, loki, co
     assert run_import(loki.url, directory, state=state) == 0   # nothing new, nothing invalid
     pushes = [r for r in loki.requests[n_requests:] if r.path.endswith("/push")]
     assert pushes == []
-    main(["import", str(directory), "--loki-url", loki.url, "--state-dir", str(state), "--restart", "-q"])
+    code = main(["import", str(directory), "--loki-url", loki.url, "--state-dir", str(state), "--restart", "-q"])
+    out = capsys.readouterr().out
+    assert code == 1                                      # the junk lines again, nothing else
+    assert "rejected by Loki   0" in out and "were already there" in out
     assert sum(stored_lines(loki).values()) == manifest["events_total"]
 
 
@@ -167,7 +170,7 @@ def test_retries_exhausted_exit_3_and_resume_later(tmp_path, loki, corpus, capsy
 def test_loki_not_ready_at_start_is_waited_for(tmp_path, corpus, capsys):
     from tests.loki_emulator import LokiEmulator
     directory, manifest = corpus
-    with LokiEmulator(ready_after=1.5) as emu:
+    with LokiEmulator(ready_after=1.5, reject_old_samples=False) as emu:
         code = main(["import", str(directory), "--loki-url", emu.url, "--state-dir", str(tmp_path), "-q"])
         err = capsys.readouterr().err
         assert "waiting for Loki" in err and "503" in err
@@ -210,7 +213,7 @@ def test_tenant_and_basic_auth_are_sent_and_never_printed(tmp_path, capsys):
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
-    with LokiEmulator(tenant="team-a", basic_auth=("alice", "s3cret-pw")) as emu:
+    with LokiEmulator(tenant="team-a", basic_auth=("alice", "s3cret-pw"), reject_old_samples=False) as emu:
         env = {"LOKI_PASSWORD": "s3cret-pw"}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
@@ -259,7 +262,7 @@ def test_kill_9_then_resume_delivers_exactly_once(tmp_path, corpus, kill_after_p
     state = tmp_path / "state"
     cmd = [sys.executable, "-m", "exporter", "import", str(directory), "--state-dir", str(state),
            "--batch-bytes", "20000", "-q"]
-    with LokiEmulator() as emu:
+    with LokiEmulator(reject_old_samples=False) as emu:
         env = {**os.environ, "LOKI_URL": emu.url, "PYTHONPATH": str(ROOT)}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30

@@ -81,7 +81,9 @@ def test_big_integers_are_still_json():
 
 @pytest.mark.parametrize("url, page", [
     ("https://saberloop.com/app/#/quiz", "#/quiz"),
-    ("https://saberloop.com/app/#/results/123?x=1", "#/results/123"),
+    ("https://saberloop.com/app/#/results/123?x=1", "#/results/:id"),
+    ("https://saberloop.com/app/#/quiz/550e8400-e29b-41d4-a716-446655440000/review", "#/quiz/:id/review"),
+    ("https://saberloop.com/app/#/level2", "#/level2"),
     ("https://saberloop.com/app/settings?tab=2", "/app/settings"),
     ("https://saberloop.com", "/"),
     (None, None),

@@ -62,3 +62,19 @@ def test_backoff_is_bounded_and_honours_retry_after():
 def test_reason_of():
     assert reason_of("Per stream rate limit exceeded") == "rate_limited"
     assert reason_of("entry too far behind") == TOO_FAR_BEHIND
+
+
+def test_grouped_distributor_errors():
+    """Loki groups identical validation errors into one line (util.GroupedErrors)."""
+    stream = "{app=\"a\", service_name=\"a\", type=\"error\"}"
+    old = f"entry for stream '{stream}' has timestamp too old: 2025-12-30T00:00:00Z, oldest acceptable timestamp is: 2025-12-31T00:00:00Z"
+    old2 = f"entry for stream '{stream}' has timestamp too old: 2025-12-30T00:00:01Z, oldest acceptable timestamp is: 2025-12-31T00:00:00Z"
+    body = f"3 errors like: {old}; 1 errors like: {old2}\n"
+    sec = 1767052800 * 10**9  # 2025-12-30T00:00:00Z
+    ts = [sec + 1, sec + 2, sec + 3, sec + 10**9 + 5, sec + 86400 * 10**9 * 3]
+    att = attribute(body, ts, [1] * 5)
+    assert att.complete
+    assert sorted(att.rejected) == [0, 1, 2, 3]
+    assert {r for r, _ in att.rejected.values()} == {"too_old"}
+    single = attribute(old + "\n", [sec, sec * 2], [1, 1])
+    assert single.complete and list(single.rejected) == [0]

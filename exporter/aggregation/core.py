@@ -30,6 +30,16 @@ a single pass (sets of session ids are merged). Without caps (``Limits()``, as `
 set of error types is exact too; with a cap, which types get their own bucket may depend on the
 split. ``regressed_ts`` is exact when each part's events arrive in event-time order per type.
 
+For `/metrics`
+--------------
+Build the core with ``Limits(max_error_types=cfg.metrics.max_error_types,
+max_sessions=cfg.metrics.max_sessions, session_idle_seconds=cfg.metrics.session_idle_seconds)``,
+backfill with ``add_line(data, length, max_line_bytes=...)`` (historical), then follow with
+``add_line(..., now=time.time())`` (live); call ``expire_sessions(time.time())`` before a scrape
+and read ``events_by_type``, ``kind_counts``, ``invalid_by_reason``, ``error_types()``,
+``recent_sessions(limit)``, ``evicted_sessions``. Persist with ``to_state()`` /
+``from_state()``. The core is not thread-safe: feed and read it under one lock.
+
 This module does no I/O.
 """
 
@@ -37,6 +47,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
+
+import orjson
 
 from exporter.events.model import TOO_LONG, Event, Invalid, page_of
 from exporter.events.parse import parse_line
@@ -52,6 +64,7 @@ OVERFLOW = "overflow"                       # error_type of the bucket past Limi
 OVERFLOW_TEMPLATE = "(other error types past the cap)"
 NO_PAGE = "(none)"                          # page of an event without URL
 OTHER_LABEL = "(other)"                     # page/reason past Limits.max_labels_per_type
+NO_REASON = "<no reason>"                   # failed operation without data.error
 
 NS_PER_S = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_S
@@ -137,6 +150,7 @@ class ErrorTypeStats:
     pages: dict[str, int] = field(default_factory=dict)
     hours: list[int] = field(default_factory=lambda: [0] * 24)   # by UTC hour of event time
     reasons: dict[str, int] = field(default_factory=dict)        # failed operations: data.error
+                                   # normalised (NO_REASON when absent); sums to count
     discovered_ts: float = 0.0     # unix s: when the type was first counted (see module doc)
     regressed_ts: float | None = None  # unix s: last time it came back after regression_seconds
     first_arrival_ns: int = 0      # event time of the first event counted (arrival order)
@@ -220,16 +234,33 @@ def _clock(event: Event, now: float | None) -> float:
     return (event.received_ns if event.received_ns is not None else event.time_ns) / NS_PER_S
 
 
+_MESSAGE_KEYS = {ERROR: ("message", "error", "reason", "name"), WARNING: ("message",),
+                 FAILED_OPERATION: ("error",)}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, ValueError):
+            return repr(value)
+    return "null" if value is None else str(value)
+
+
 def example_of(event: Event, kind: str, template: str) -> str:
-    """The original (not normalised) text of an error, warning or failed operation."""
+    """The original (not normalised) text of an error, warning or failed operation: the data
+    field the fingerprinter reads (errors: message, else error/reason/name; warnings: message;
+    failed operations: error), else the template."""
     data = event.data
-    if kind == FAILED_OPERATION:
-        value = data.get("error")
-    else:
-        value = data.get("message")
-    if not isinstance(value, str) or not value:
-        value = template
-    return value[:EXAMPLE_MAX_CHARS]
+    for key in _MESSAGE_KEYS[kind]:
+        value = data.get(key)
+        if value is not None and value != "" and value != [] and value != {}:
+            text = _text(value)
+            if text.strip():
+                return text[:EXAMPLE_MAX_CHARS]
+    return template[:EXAMPLE_MAX_CHARS]
 
 
 class Aggregator:
@@ -365,8 +396,10 @@ class Aggregator:
         else:
             pages[page] = 1
         st.hours[(t // NS_PER_HOUR) % 24] += 1
-        reason = group.reason
-        if reason is not None:
+        if kind == FAILED_OPERATION:
+            reason = group.reason
+            if reason is None:
+                reason = NO_REASON
             reasons = st.reasons
             if reason in reasons:
                 reasons[reason] += 1

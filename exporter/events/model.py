@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 KNOWN_TYPES = frozenset({"error", "log", "metric", "vital", "event"})
@@ -43,20 +44,25 @@ class Invalid:
     detail: str = ""
 
 
+_ID_SEGMENT = re.compile(r"(?<=/)(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|[0-9a-fA-F]{16,})(?=/|$)")
+
+
 def page_of(url: str | None) -> str | None:
     """The app page of a URL: its fragment route (``#/quiz``), else its path; None when unknown.
 
-    Query strings are dropped so pages stay few (they group errors by screen, not by request).
+    Query strings are dropped and id segments become ``:id`` (``#/results/123`` ->
+    ``#/results/:id``) so pages stay few: they group errors by screen, not by record.
     """
     if not url:
         return None
     hash_at = url.find("#")
     if hash_at >= 0:
         page = url[hash_at:]
-        q = page.find("?")
-        return page[:q] if q >= 0 else page
-    rest = url.split("://", 1)[-1]
-    slash = rest.find("/")
-    path = rest[slash:] if slash >= 0 else "/"
-    q = path.find("?")
-    return path[:q] if q >= 0 else path
+    else:
+        rest = url.split("://", 1)[-1]
+        slash = rest.find("/")
+        page = rest[slash:] if slash >= 0 else "/"
+    q = page.find("?")
+    if q >= 0:
+        page = page[:q]
+    return _ID_SEGMENT.sub(":id", page) if "/" in page else page

@@ -32,9 +32,14 @@ _GO_TIME = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d{1,9}))? ([+-]\d{4}) [A-Za-
 _RFC3339 = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))"
 _INGESTER_ENTRY = re.compile(r"^entry with timestamp " + _GO_TIME + r" ignored, reason: '(.*)',?$")
 _INGESTER_TOTAL = re.compile(r"total ignored: (\d+) out of (\d+) for stream")
-_TOO_NEW = re.compile(r"^entry for stream '.*' has timestamp too new: " + _RFC3339)
-_TOO_OLD = re.compile(r"^entry for stream '.*' has timestamp too old: " + _RFC3339)
-_TOO_LONG = re.compile(r"^max entry size '\d+' bytes exceeded for stream '.*' while adding an entry with length '(\d+)' bytes")
+# Distributor validation errors, grouped by Loki's util.GroupedErrors into one line:
+# "<msg>" alone, or "N errors like: <msg>; M errors like: <msg2>" (identical messages counted).
+_COUNT = r"(?:(\d+) errors like: )?"
+_DISTRIBUTOR = re.compile(
+    _COUNT + r"(?:"
+    r"entry for stream '[^']*' has timestamp (too new): " + _RFC3339 +
+    r"|entry for stream '[^']*' has timestamp (too old): " + _RFC3339 + r", oldest acceptable timestamp is: " + _RFC3339 +
+    r"|max entry size '\d+' bytes exceeded for stream '[^']*' while adding an entry with length '(\d+)' bytes)")
 
 
 def reason_of(message: str) -> str:
@@ -70,20 +75,28 @@ class Attribution:
 def attribute(body: str, ts_ns: list[int], line_bytes: list[int]) -> Attribution:
     """Map a 400 body onto the pushed entries (their timestamps and line sizes, in push order)."""
     result = Attribution()
-    unmatched = set(range(len(ts_ns)))
+    rejected = result.rejected
+    by_ts: dict[int, list[int]] = {}
+    by_sec: dict[int, list[int]] = {}
+    by_len: dict[int, list[int]] = {}
+    for i, t in enumerate(ts_ns):
+        by_ts.setdefault(t, []).append(i)
+        by_sec.setdefault(t // 1_000_000_000, []).append(i)
+        by_len.setdefault(line_bytes[i], []).append(i)
+    understood = True
+
+    def take(cands: list[int] | None, n: int, reason: str, message: str, latest_first: bool = False) -> bool:
+        free = [i for i in (cands or ()) if i not in rejected]
+        if latest_first:  # of several entries in one second, the latest ones are "too new"
+            free.sort(key=lambda i: ts_ns[i], reverse=True)
+        for i in free[:n]:
+            rejected[i] = (reason, message)
+        return len(free) >= n
+
     ingester_total: int | None = None
     ingester_seen: int | None = None
     listed = 0
-    understood = True
-
-    def take(pred, reason: str, message: str) -> bool:
-        for i in sorted(unmatched):
-            if pred(i):
-                unmatched.discard(i)
-                result.rejected[i] = (reason, message)
-                return True
-        return False
-
+    distributor = 0
     for raw in body.splitlines():
         line = raw.strip()
         if not line:
@@ -91,43 +104,32 @@ def attribute(body: str, ts_ns: list[int], line_bytes: list[int]) -> Attribution
         m = _INGESTER_ENTRY.match(line)
         if m:
             listed += 1
-            ns = _go_time_ns(m.group(1), m.group(2), m.group(3))
             msg = m.group(4)
-            understood &= take(lambda i: ts_ns[i] == ns, reason_of(msg), msg)
+            understood &= take(by_ts.get(_go_time_ns(m.group(1), m.group(2), m.group(3))), 1, reason_of(msg), msg)
             continue
         m = _INGESTER_TOTAL.search(line)
         if m:
             ingester_total, ingester_seen = int(m.group(1)), int(m.group(2))
             continue
-        m = _TOO_NEW.match(line)
-        if m:
-            sec = _rfc3339_s(m.group(1))
-            # several entries of the same second: the latest ones are the ones too new
-            cands = [i for i in unmatched if ts_ns[i] // 1_000_000_000 == sec]
-            if cands:
-                i = max(cands, key=lambda j: ts_ns[j])
-                unmatched.discard(i)
-                result.rejected[i] = (TOO_NEW, line)
+        rest = line
+        for m in _DISTRIBUTOR.finditer(line):
+            n = int(m.group(1) or 1)
+            distributor += n
+            msg = m.group(0)[len(f"{m.group(1)} errors like: "):] if m.group(1) else m.group(0)
+            if m.group(2):
+                understood &= take(by_sec.get(_rfc3339_s(m.group(3))), n, TOO_NEW, msg, latest_first=True)
+            elif m.group(4):
+                understood &= take(by_sec.get(_rfc3339_s(m.group(5))), n, TOO_OLD, msg)
             else:
-                understood = False
-            continue
-        m = _TOO_OLD.match(line)
-        if m:
-            sec = _rfc3339_s(m.group(1))
-            understood &= take(lambda i: ts_ns[i] // 1_000_000_000 == sec, TOO_OLD, line)
-            continue
-        m = _TOO_LONG.match(line)
-        if m:
-            size = int(m.group(1))
-            understood &= take(lambda i: line_bytes[i] == size, LINE_TOO_LONG, line)
-            continue
-        understood = False  # a line we do not know how to attribute
+                understood &= take(by_len.get(int(m.group(7))), n, LINE_TOO_LONG, msg)
+            rest = rest.replace(m.group(0), "", 1)
+        if rest.replace(";", "").strip():
+            understood = False  # text we do not know how to attribute
 
-    distributor = len(result.rejected) - (listed if understood else 0)
-    complete = understood and bool(result.rejected)
+    complete = understood and bool(rejected)
     if ingester_total is not None:
         complete = complete and listed == ingester_total
-        if ingester_seen is not None and ingester_seen + max(distributor, 0) != len(ts_ns):
+        if ingester_seen is not None and ingester_seen + distributor != len(ts_ns):
             complete = False  # some entries never reached the ingester and were not named
     result.complete = complete
     return result

@@ -1,0 +1,236 @@
+"""`serve`: backfill, follow (append, partial line, new file, truncation), metrics, restart, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import load_config
+from exporter.events.fingerprint import Fingerprinter
+from exporter.serve.service import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "telemetry-logs"
+
+
+def event_line(message: str, *, etype="error", session="1766744160751-newsess", when="2025-12-31T23:59:00.000Z",
+               received="2025-12-31T23:59:05+00:00") -> str:
+    data = {"message": message} if etype == "error" else {"name": "page_view"}
+    return json.dumps({"type": etype, "data": data, "timestamp": when, "sessionId": session,
+                       "url": "https://saberloop.com/app/#/quiz",
+                       "_server": {"receivedAt": received, "batchSentAt": when}}) + "\n"
+
+
+def scrape(svc: Service) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"http://{svc.server.address}/metrics").text
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(samples, name) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def wait_for(pred, timeout=5.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+@pytest.fixture
+def logs(tmp_path):
+    d = tmp_path / "logs"
+    shutil.copytree(EXAMPLES, d, ignore=shutil.ignore_patterns("manifest.json"))
+    return d
+
+
+def start(tmp_path, logs, loki_url=None, **kw) -> Service:
+    env = {"LOKI_URL": loki_url} if loki_url else {}
+    cfg = load_config(None, env=env, flags={"state_dir": str(tmp_path / "state")},
+                      metrics_flags={"listen": "127.0.0.1:0", **kw.pop("metrics", {})})
+    svc = Service(cfg, logs, loki=loki_url is not None, fingerprinter=Fingerprinter(), log=lambda m: None,
+                  partial_line_grace=kw.pop("grace", 0.5), **kw)
+    return svc.start()
+
+
+def manifest():
+    return json.loads((EXAMPLES / "manifest.json").read_text())
+
+
+def test_backfill_then_append_is_visible_within_a_second(tmp_path, logs):
+    m = manifest()
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and total(scrape(svc), "telemetry_events_total") == m["events_total"])
+        s = scrape(svc)
+        assert total(s, "telemetry_errors_total") == m["errors"]
+        assert s[("telemetry_sessions", ())] == m["sessions"]
+        assert s[("telemetry_sessions_with_errors", ())] == m["sessions_with_errors"]
+        assert total(s, "telemetry_invalid_lines_total") == sum(m["invalid_by_reason"].values())
+        assert httpx.get(f"http://{svc.server.address}/ready").status_code == 200
+        assert httpx.get(f"http://{svc.server.address}/healthz").status_code == 200
+        before = total(s, "telemetry_errors_total")
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        with open(today, "a") as f:
+            f.write("\n" + event_line("Brand new failure in checkout"))   # newline ends its partial last line
+        t0 = time.monotonic()
+        assert wait_for(lambda: total(scrape(svc), "telemetry_errors_total") == before + 1, timeout=1.0)
+        assert time.monotonic() - t0 <= 1.0
+    finally:
+        svc.stop()
+
+
+def test_partial_line_waits_for_its_newline(tmp_path, logs):
+    svc = start(tmp_path, logs, grace=30)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        with open(today, "a") as f:
+            f.write("\n")
+        base = wait_for(lambda: False, timeout=0.4) or total(scrape(svc), "telemetry_events_total")
+        line = event_line("Half written", etype="event")
+        with open(today, "a") as f:
+            f.write(line[:40])
+        time.sleep(0.7)
+        s = scrape(svc)
+        assert total(s, "telemetry_events_total") == base
+        assert total(s, "telemetry_invalid_lines_total") == sum(manifest()["invalid_by_reason"].values())
+        with open(today, "a") as f:
+            f.write(line[40:])
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == base + 1, timeout=1.5)
+    finally:
+        svc.stop()
+
+
+def test_new_file_deleted_file_and_truncation(tmp_path, logs):
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        base = total(scrape(svc), "telemetry_events_total")
+        (logs / "telemetry-2026-01-01.jsonl").write_text(event_line("x", etype="event") * 3)
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == base + 3)
+        oldest = sorted(logs.glob("telemetry-*.jsonl"))[0]
+        oldest.unlink()                                   # retention: counters never go down
+        time.sleep(0.6)
+        assert total(scrape(svc), "telemetry_events_total") == base + 3
+        new = logs / "telemetry-2026-01-01.jsonl"
+        new.write_text(event_line("y", etype="event"))  # truncated and rewritten
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == base + 4)
+    finally:
+        svc.stop()
+
+
+def test_restart_neither_double_counts_nor_loses_and_keeps_discovery_times(tmp_path, logs):
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and
+                        total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        first = scrape(svc)
+    finally:
+        svc.stop()
+    # historical backfill of a fresh state: discovery times are the events' own (old) times
+    disc = {k: v for k, v in first.items() if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
+    assert disc and max(disc.values()) < time.time() - 86400
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        again = scrape(svc)
+        for name in ("telemetry_events_total", "telemetry_errors_total", "telemetry_invalid_lines_total",
+                     "telemetry_sessions"):
+            assert total(again, name) == total(first, name), name
+        assert {k: v for k, v in again.items() if k[0] == "telemetry_error_type_discovered_timestamp_seconds"} == disc
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        with open(today, "a") as f:
+            f.write("\n" + event_line("A never seen failure 42"))
+        assert wait_for(lambda: len([k for k in scrape(svc) if k[0] == "telemetry_error_type_discovered_timestamp_seconds"]) == len(disc) + 1)
+        new = {k: v for k, v in scrape(svc).items()
+               if k[0] == "telemetry_error_type_discovered_timestamp_seconds" and k not in disc}
+        (key, value), = new.items()
+        assert dict(key[1])["template"] == "A never seen failure <int>"
+        assert abs(value - time.time()) < 5        # live: discovered now -> the alert fires
+    finally:
+        svc.stop()
+
+
+def test_cardinality_caps(tmp_path, logs):
+    svc = start(tmp_path, logs, metrics={"max_sessions": 5, "max_error_types": 3})
+    try:
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        s = scrape(svc)
+        assert len([k for k in s if k[0] == "telemetry_session_errors_total"]) <= 5
+        assert s[("telemetry_sessions_evicted_total", ())] > 0
+        types = {dict(k[1])["error_type"] for k in s if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
+        assert len(types) <= 3
+        assert s[("telemetry_error_types_overflow_total", ())] > 0
+        # nothing is lost: all errors are still counted (overflow bucket included)
+        assert total(s, "telemetry_errors_total") == manifest()["errors"]
+    finally:
+        svc.stop()
+
+
+def test_serve_pushes_to_loki_within_the_batch_wait_and_once_across_restarts(tmp_path, logs, loki):
+    m = manifest()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        with open(today, "a") as f:
+            f.write("\n" + event_line("Pushed quickly", etype="event"))
+        t0 = time.monotonic()
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"] + 1, timeout=2)
+        assert time.monotonic() - t0 < 1.5
+        s = scrape(svc)
+        assert s[("telemetry_exporter_loki_entries_sent_total", ())] == m["events_total"] + 1
+    finally:
+        svc.stop()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        time.sleep(0.5)
+        lines = [e.line for e in loki.entries()]
+        assert len(lines) == len(set(lines)) == m["events_total"] + 1
+    finally:
+        svc.stop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal delivery")
+def test_sigterm_is_graceful(tmp_path, logs):
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "serve", str(logs), "--no-loki", "--listen",
+                             "127.0.0.1:0", "--state-dir", str(state)], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 10
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "backfill complete" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=15)[1]
+        assert proc.returncode == 0, "".join(lines) + rest
+        assert "stopped" in rest
+        saved = json.loads((state / "serve-state.json").read_text())
+        assert saved["core"]["events"] == manifest()["events_total"] - 1   # last line: no newline yet
+        assert saved["backfill_complete"] is True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
