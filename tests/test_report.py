@@ -1,0 +1,458 @@
+"""`report`: exact numbers on a generated corpus, time window, the three formats, CLI errors."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import re
+import unicodedata
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from benchmarks.generate_corpus import generate
+from exporter.aggregation import Aggregator
+from exporter.aggregation.scan import ScanOptions, make_fingerprinter, scan
+from exporter.events.fingerprint import normalise
+from exporter.report import command
+from exporter.report.model import build_report
+from exporter.report.render_json import report_dict
+from exporter.report.render_markdown import cell, render_markdown
+from exporter.report.render_text import render_text
+
+MAX_LINE = 256 * 1024
+BOM = b"\xef\xbb\xbf"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def run_report(capsys, *argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    code = command.run(parser.parse_args(list(argv)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report_json(capsys, *argv: str) -> dict:
+    code, out, err = run_report(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def line(type_="error", ts="2025-12-20T10:00:00.000Z", sid="s1", url="https://x/app/#/quiz",
+         **data) -> str:
+    obj = {"type": type_, "timestamp": ts, "url": url, "data": data}
+    if sid is not None:
+        obj["sessionId"] = sid
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c)
+               else 1 for c in text)
+
+
+# ---------------------------------------------------------------------------- the corpus
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("corpus")
+    manifest = generate(out, days=6, events=6000, seed=11, junk_rate=0.01, gzip_days=1,
+                        long_lines=True)
+    return out, manifest
+
+
+def _usable_time(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return 946_684_800 <= value < 4_102_444_800 or 946_684_800_000 <= value < 4_102_444_800_000
+    if isinstance(value, str) and value and len(value) <= 64:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        return 2000 <= dt.year < 2100
+    return False
+
+
+def recount(directory: Path) -> dict:
+    """An independent count, straight from the bytes with json.loads (no project code)."""
+    c = {"by_type": Counter(), "invalid": Counter(), "blank": 0, "errors": 0, "warnings": 0,
+         "failed": Counter(), "sessions": set(), "error_sessions": set(), "templates": Counter(),
+         "template_sessions": {}, "lines": 0}
+    for path in sorted(directory.glob("telemetry-*.jsonl*")):
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        if raw.startswith(BOM):
+            raw = raw[3:]
+        parts = raw.split(b"\n")
+        if parts[-1] == b"":
+            parts.pop()
+        for ln in parts:
+            c["lines"] += 1
+            if ln.endswith(b"\r"):
+                ln = ln[:-1]
+            if len(ln) > MAX_LINE:
+                c["invalid"]["too_long"] += 1
+                continue
+            if not ln.strip():
+                c["blank"] += 1
+                continue
+            try:
+                text = ln.decode("utf-8")
+            except UnicodeDecodeError:
+                c["invalid"]["invalid_utf8"] += 1
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                c["invalid"]["not_json"] += 1
+                continue
+            if not isinstance(obj, dict):
+                c["invalid"]["not_object"] += 1
+                continue
+            t = obj.get("type")
+            if not isinstance(t, str) or not t:
+                c["invalid"]["bad_type"] += 1
+                continue
+            server = obj.get("_server") if isinstance(obj.get("_server"), dict) else {}
+            if not (_usable_time(obj.get("timestamp")) or _usable_time(server.get("receivedAt"))):
+                c["invalid"]["no_timestamp"] += 1
+                continue
+            c["by_type"][t if t in ("error", "log", "metric", "vital", "event") else "other"] += 1
+            sid = obj.get("sessionId")
+            sid = sid if isinstance(sid, str) and sid else None
+            if sid:
+                c["sessions"].add(sid)
+            data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+            if t == "error":
+                c["errors"] += 1
+                if sid:
+                    c["error_sessions"].add(sid)
+                tpl = normalise(data.get("message"))
+                c["templates"][tpl] += 1
+                c["template_sessions"].setdefault(tpl, set()).update([sid] if sid else [])
+            elif t == "log" and str(data.get("level", "")).lower() in ("warn", "warning"):
+                c["warnings"] += 1
+            elif t == "metric" and data.get("status") == "error":
+                c["failed"][data.get("name")] += 1
+    return c
+
+
+def test_exact_numbers_vs_manifest_and_recount(corpus, capsys):
+    directory, m = corpus
+    r = report_json(capsys, str(directory), "--top", "1000")
+    s = r["summary"]
+    c = recount(directory)
+    # the generator's ground truth
+    assert s["events"] == m["events_total"]
+    assert r["events_by_type"] == {k: v for k, v in m["events_by_type"].items() if v}
+    assert r["invalid_lines_by_reason"] == {k: v for k, v in m["invalid_by_reason"].items() if v}
+    assert set(m["invalid_by_reason"]) == set(r["invalid_lines_by_reason"])  # every reason seen
+    assert s["invalid_lines"] == m["invalid_total"]
+    assert r["inputs"]["blank_lines"] == m["blank_lines"]
+    assert r["inputs"]["lines"] == m["total_lines"]
+    assert r["inputs"]["files"] == len(m["files"])
+    assert s["errors"] == m["errors"] and s["warnings"] == m["warnings"]
+    assert s["failed_operations"] == m["failed_operations"]["total"]
+    assert {f["name"]: f["count"] for f in r["failed_operations"]} == m["failed_operations"]["by_name"]
+    reasons = Counter()
+    for f in r["failed_operations"]:
+        for x in f["reasons"]:
+            reasons[x["reason"]] += x["count"]
+    assert dict(reasons) == m["failed_operations"]["by_reason"]
+    assert s["sessions"] == m["sessions"]
+    assert s["sessions_with_errors"] == m["sessions_with_errors"]
+    # the independent recount
+    assert r["events_by_type"] == dict(c["by_type"])
+    assert r["invalid_lines_by_reason"] == dict(c["invalid"])
+    assert r["inputs"]["blank_lines"] == c["blank"] and r["inputs"]["lines"] == c["lines"]
+    assert (s["errors"], s["warnings"]) == (c["errors"], c["warnings"])
+    assert {f["name"]: f["count"] for f in r["failed_operations"]} == dict(c["failed"])
+    assert s["sessions"] == len(c["sessions"])
+    assert s["sessions_with_errors"] == len(c["error_sessions"])
+    assert s["error_types"] == len(c["templates"])
+    assert {e["template"]: e["count"] for e in r["top_errors"]} == dict(c["templates"])
+    assert {e["template"]: e["sessions"] for e in r["top_errors"]} == {
+        k: len(v) for k, v in c["template_sessions"].items()}
+    # internal consistency
+    assert sum(x["count"] for x in r["errors_by_page"]) == s["errors"]
+    assert sum(x["count"] for x in r["errors_by_hour"]) == s["errors"]
+    assert all(e["example"] in m["error_messages"] for e in r["top_errors"])
+    assert sum(r["events_by_type"].values()) == s["events"]
+
+
+def test_parallel_scan_equals_single_pass_on_corpus(corpus):
+    directory, m = corpus
+    files = sorted(p for p in directory.glob("telemetry-*.jsonl*"))
+    one = scan(files, ScanOptions(), workers=1)
+    many = scan(files, ScanOptions(), workers=2, chunk_bytes=200_000, in_process_below=0)
+    assert many.workers == 2 and many.tasks > len(files)
+    a, b = one.core.to_state(), many.core.to_state()
+    for st in a["error_types"] + b["error_types"]:
+        st.pop("regressed_ts")  # depends on arrival order across the split (see core docstring)
+    assert a == b
+    assert one.core.events == m["events_total"]
+
+
+# ---------------------------------------------------------------------------- time window
+
+@pytest.fixture
+def window_files(tmp_path) -> Path:
+    lines = [
+        line(ts="2025-12-19T23:59:59.999Z", sid="before", message="early"),
+        line(ts="2025-12-20T00:00:00.000Z", sid="at-since", message="a"),
+        line(ts="2025-12-20T12:00:00.000Z", sid="middle", message="a"),
+        line(ts="2025-12-20T23:59:59.999Z", sid="last-in", message="a"),
+        line(ts="2025-12-21T00:00:00.000Z", sid="at-until", message="late"),
+        "{broken",
+        "",
+    ]
+    write(tmp_path / "logs" / "telemetry-2025-12-20.jsonl", lines)
+    return tmp_path / "logs"
+
+
+def test_since_until_half_open(window_files, capsys):
+    r = report_json(capsys, str(window_files), "--since", "2025-12-20", "--until", "2025-12-21")
+    assert r["summary"]["events"] == 3 and r["summary"]["errors"] == 3
+    assert r["summary"]["sessions"] == 3
+    assert r["inputs"]["events_outside_window"] == 2
+    assert r["summary"]["invalid_lines"] == 1          # invalid lines: always counted
+    assert r["window"] == {"since": "2025-12-20T00:00:00.000Z", "until": "2025-12-21T00:00:00.000Z"}
+    assert [e["template"] for e in r["top_errors"]] == ["a"]
+    assert r["top_errors"][0]["first_seen"] == "2025-12-20T00:00:00.000Z"
+    assert r["top_errors"][0]["last_seen"] == "2025-12-20T23:59:59.999Z"
+
+
+def test_since_and_until_accept_times_and_offsets(window_files, capsys):
+    r = report_json(capsys, str(window_files), "--since", "2025-12-20T12:00:00Z")
+    assert r["summary"]["events"] == 3       # middle, last-in, at-until
+    r = report_json(capsys, str(window_files), "--until", "2025-12-20T13:00:00+01:00")
+    assert r["summary"]["events"] == 2       # before, at-since (12:00Z is excluded)
+    r = report_json(capsys, str(window_files), "--since", "2025-12-20T12:00:00")  # naive = UTC
+    assert r["summary"]["events"] == 3
+
+
+def test_days_counts_back_from_now(tmp_path, capsys):
+    now = datetime.now(timezone.utc).timestamp()
+    stamp = lambda days_ago: datetime.fromtimestamp(now - days_ago * 86400, timezone.utc).isoformat()  # noqa: E731
+    write(tmp_path / "telemetry-x.jsonl", [line(ts=stamp(1), sid="new"), line(ts=stamp(3), sid="old"),
+                                           line(ts=stamp(-0.001), sid="future")])
+    r = report_json(capsys, str(tmp_path), "--days", "2")
+    assert r["summary"]["events"] == 2 and r["summary"]["sessions"] == 2
+    assert r["window"]["until"] is None
+
+
+# ---------------------------------------------------------------------------- formats
+
+@pytest.fixture
+def tricky_files(tmp_path) -> Path:
+    long_msg = "Very long error message " + "with many words " * 30
+    lines = [
+        line(message="Bad `value` | other column", sid="a", url="https://x/#/a|b"),
+        line(message="Bad `value` | other column", sid="b"),
+        line(message="Template with ``` fence inside", sid="a"),
+        line(message="Template with ``` fence inside", sid="a"),
+        line(message=long_msg, sid="c", url="https://x/#/" + "deep/" * 40),
+        line(message="クイズの読み込みに失敗しました、もう一度お試しください。" * 5, sid="d"),
+        line("log", level="warn", message="slow | network", sid="a"),
+        line("metric", name="save_quiz", status="error", error="timeout", sid="a"),
+        line("metric", name="save_quiz", status="error", sid="b"),
+        line("custom", sid="z"),
+    ]
+    lines += [line(message=f"Distinct {c} thing", url=f"https://x/#/page{c}") for c in "abcdefghijklmn"]
+    return write(tmp_path / "telemetry-2025-12-20.jsonl", lines).parent
+
+
+def test_json_schema_keys_and_types(tricky_files, capsys):
+    r = report_json(capsys, str(tricky_files))
+    assert list(r) == ["schema_version", "generated_at", "window", "inputs", "summary",
+                       "events_by_type", "top_errors", "top_warnings", "failed_operations",
+                       "errors_by_page", "errors_by_hour", "invalid_lines_by_reason"]
+    assert r["schema_version"] == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["generated_at"])
+    for key in ("events", "errors", "warnings", "failed_operations", "sessions",
+                "sessions_with_errors", "error_types", "invalid_lines"):
+        assert type(r["summary"][key]) is int, key
+    assert r["events_by_type"] == {"error": 20, "log": 1, "metric": 2, "other": 1}
+    assert len(r["top_errors"]) == 10 and r["summary"]["error_types"] == 18
+    e = r["top_errors"][0]
+    assert list(e) == ["error_type", "template", "example", "count", "sessions", "first_seen",
+                       "last_seen", "pages", "distinct_pages", "hours", "discovered_at",
+                       "regressed_at"]
+    assert re.fullmatch(r"[0-9a-f]{12}", e["error_type"])
+    assert e["template"] == "Bad `value` | other column" and e["count"] == 2 and e["sessions"] == 2
+    assert e["pages"] == [{"page": "#/a|b", "count": 1}, {"page": "#/quiz", "count": 1}]
+    assert len(e["hours"]) == 24 and e["hours"][10] == 2
+    assert e["first_seen"] == "2025-12-20T10:00:00.000Z"
+    f = r["failed_operations"][0]
+    assert f["name"] == "save_quiz" and f["count"] == 2 and f["sessions"] == 2
+    assert {x["reason"] for x in f["reasons"]} == {"timeout", "<no reason>"}
+    assert r["top_warnings"][0]["template"] == "slow | network"
+    assert [h["hour"] for h in r["errors_by_hour"]] == list(range(24))
+    assert r["invalid_lines_by_reason"] == {}
+
+
+def test_markdown_table_and_escaping(tricky_files, capsys):
+    code, out, _ = run_report(capsys, str(tricky_files), "--format", "markdown", "--top", "3")
+    assert code == 0
+    assert out.startswith("## Telemetry report")
+    rows = [ln for ln in out.splitlines()
+            if re.match(r"\| [1-9]\d* \|", ln) and len(re.findall(r"(?<!\\)\|", ln)) == 8]
+    assert len(rows) == 3 + 1       # 3 top errors + 1 warning
+    first = rows[0]
+    assert "Bad \\`value\\` \\| other column" in first
+    assert len(re.findall(r"(?<!\\)\|", first)) == 8   # 7 columns: no stray separator
+    assert out.count("<details>") == 3 and out.count("</details>") == 3
+    assert "````text\nTemplate with ``` fence inside\n````" in out
+    assert "- **Errors:** 20" in out
+    assert cell("a|b`c*d_e\nf") == "a\\|b\\`c\\*d\\_e f"
+
+
+def test_text_fits_80_columns_and_has_no_ansi_when_piped(tricky_files, capsys, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, out, _ = run_report(capsys, str(tricky_files))
+    assert code == 0
+    assert "\x1b" not in out                       # captured stdout is not a TTY
+    assert max(width(ln) for ln in out.splitlines()) <= 80
+    for heading in ("Summary", "Top errors", "Top warnings", "Failed operations",
+                    "Errors by page", "Errors by hour of day (UTC)"):
+        assert heading in out.splitlines() or any(ln.startswith(heading) for ln in out.splitlines())
+    assert "Sessions with errors" in out and "Invalid lines" in out
+
+
+class FakeTTY(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = io.BytesIO()
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch):
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([str(tricky_files)])
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    tty = FakeTTY()
+    monkeypatch.setattr("sys.stdout", tty)
+    assert command.run(args) == 0
+    coloured = tty.buffer.getvalue().decode()
+    assert "\x1b[" in coloured
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
+    assert max(width(ln) for ln in plain.splitlines()) <= 80
+    monkeypatch.setenv("NO_COLOR", "1")
+    tty = FakeTTY()
+    monkeypatch.setattr("sys.stdout", tty)
+    assert command.run(args) == 0
+    assert "\x1b" not in tty.buffer.getvalue().decode()
+
+
+def test_renderers_are_pure_functions(tricky_files):
+    core = Aggregator(make_fingerprinter())
+    for p in tricky_files.glob("*.jsonl"):
+        for raw in p.read_bytes().splitlines():
+            core.add_line(raw)
+    rep = build_report(core, top=5)
+    assert render_text(rep) == render_text(rep)
+    assert "\x1b[" in render_text(rep, color=True)
+    assert max(width(ln) for ln in render_text(rep, width=60).splitlines()) <= 60
+    assert report_dict(rep)["summary"]["errors"] == 20
+    assert render_markdown(rep).count("<details>") == 5
+
+
+# ---------------------------------------------------------------------------- edge cases
+
+def test_empty_input(tmp_path, capsys):
+    write(tmp_path / "telemetry-2025-12-20.jsonl", ["", "   ", ""])
+    (tmp_path / "telemetry-2025-12-21.jsonl").write_bytes(b"")
+    r = report_json(capsys, str(tmp_path))
+    assert all(v == 0 for k, v in r["summary"].items()), r["summary"]
+    assert r["inputs"]["blank_lines"] == 3 and r["inputs"]["files"] == 2
+    assert r["top_errors"] == [] and r["errors_by_page"] == []
+    assert r["errors_by_hour"] == [{"hour": h, "count": 0} for h in range(24)]
+    for fmt in ("text", "markdown"):
+        code, out, _ = run_report(capsys, str(tmp_path), "--format", fmt)
+        assert code == 0 and out
+
+
+def test_missing_and_empty_session_ids_are_not_sessions(tmp_path, capsys):
+    write(tmp_path / "telemetry-1.jsonl", [
+        line(sid=None), line(sid=""), json.dumps({"type": "error", "sessionId": None,
+                                                  "timestamp": "2025-12-20T10:00:00Z"}),
+        line(sid="real"),
+    ])
+    r = report_json(capsys, str(tmp_path))
+    assert r["summary"]["errors"] == 4
+    assert r["summary"]["sessions"] == 1 and r["summary"]["sessions_with_errors"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--since", "yesterday"], "--since"),
+    (["--until", "2025-13-45"], "--until"),
+    (["--since", "2025-12-21", "--until", "2025-12-20"], "before"),
+    (["--days", "2", "--since", "2025-12-20"], "--days"),
+    (["--days", "0"], "--days"),
+])
+def test_usage_errors_exit_2(window_files, capsys, argv, message):
+    code, out, err = run_report(capsys, str(window_files), *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_path_matching_nothing_exits_2(tmp_path, capsys):
+    code, out, err = run_report(capsys, str(tmp_path / "nope"))
+    assert code == 2 and err.count("\n") == 1 and "nope" in err
+    code, _, err = run_report(capsys, str(tmp_path / "*.jsonl"))
+    assert code == 2
+
+
+def test_through_the_cli(window_files, capsys):
+    from exporter.cli import main
+
+    assert main(["report", str(window_files), "--format", "json", "--since", "2025-12-20"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["summary"]["events"] == 4
+    assert main(["report", str(window_files), "--since", "bad"]) == 2
+
+
+def test_config_fingerprint_rules_and_max_line_bytes(tmp_path, capsys):
+    write(tmp_path / "logs" / "telemetry-1.jsonl", [
+        line(message="Loading chunk 12 failed"), line(message="Loading chunk 99 failed"),
+        line(message="x" * 300),
+    ])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_line_bytes: 250\nfingerprint:\n  rules:\n"
+                   "    - match: 'Loading chunk'\n      group: 'Chunk load failures'\n")
+    r = report_json(capsys, str(tmp_path / "logs"), "--config", str(cfg))
+    assert [e["template"] for e in r["top_errors"]] == ["Chunk load failures"]
+    assert r["invalid_lines_by_reason"] == {"too_long": 1}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense_key: 1\n")
+    code, _, err = run_report(capsys, str(tmp_path / "logs"), "--config", str(bad))
+    assert code == 2 and err.count("\n") == 1
+    bad.write_text("fingerprint:\n  rules:\n    - match: '('\n      group: x\n")
+    code, _, err = run_report(capsys, str(tmp_path / "logs"), "--config", str(bad))
+    assert code == 2 and err.count("\n") == 1 and "rule" in err
+
+
+def test_truncated_gzip_exits_1_naming_the_file(tmp_path, capsys):
+    data = gzip.compress(("\n".join(line(message=f"m{i}") for i in range(2000)) + "\n").encode())
+    (tmp_path / "telemetry-2025-12-20.jsonl.gz").write_bytes(data[: len(data) // 2])
+    code, out, err = run_report(capsys, str(tmp_path))
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "telemetry-2025-12-20.jsonl.gz" in err
