@@ -61,3 +61,16 @@ def test_loki_timestamp_is_deterministic_and_distinct_per_offset():
 
 def test_format_ns():
     assert format_ns(T + 46 * NS_PER_MS) == "2025-12-26T10:16:15.046Z"
+
+
+def test_fast_path_agrees_with_fromisoformat():
+    import random
+    from datetime import datetime, timezone
+    rng = random.Random(3)
+    for _ in range(2000):
+        ms = rng.randrange(946_684_800_000, 4_102_444_799_000)
+        text = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+        assert parse_time_ns(text) == ms * NS_PER_MS, text
+    for bad in ["2025-12-26T10:61:03.046Z", "2025-12-26T10:16:0x.046Z", "2025-13-26T10:16:03.046Z",
+                "2025-12-26T24:16:03.046Z"]:
+        assert parse_time_ns(bad) is None, bad

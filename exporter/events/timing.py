@@ -30,6 +30,30 @@ _MAX_EPOCH_S = 4_102_444_800
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+_hour_cache: dict[str, int] = {}
+
+
+def _fast_utc(value: str) -> int | None:
+    """Fast path for the browsers' format, 2025-12-26T10:16:03.046Z (about 5x fromisoformat)."""
+    if len(value) != 24 or value[19] != "." or value[23] != "Z" or value[13] != ":" or value[16] != ":":
+        return None
+    hour = value[:13]
+    base = _hour_cache.get(hour)
+    if base is None:
+        try:
+            dt = datetime.fromisoformat(hour + ":00:00+00:00")
+        except ValueError:
+            return None
+        base = int((dt - _EPOCH).total_seconds()) * NS_PER_S
+        if len(_hour_cache) > 100_000:
+            _hour_cache.clear()
+        _hour_cache[hour] = base
+    mm, ss, ms = value[14:16], value[17:19], value[20:23]
+    if not (mm.isdigit() and ss.isdigit() and ms.isdigit()) or mm >= "60" or ss >= "60":
+        return None
+    return base + (int(mm) * 60 + int(ss)) * NS_PER_S + int(ms) * NS_PER_MS
+
+
 def parse_time_ns(value: object) -> int | None:
     """Parse an ISO 8601 string or an epoch number (s or ms) into Unix nanoseconds.
 
@@ -37,6 +61,9 @@ def parse_time_ns(value: object) -> int | None:
     A naive ISO time (no offset) is taken as UTC.
     """
     if isinstance(value, str):
+        fast = _fast_utc(value)
+        if fast is not None:
+            return fast if _MIN_EPOCH_S * NS_PER_S <= fast < _MAX_EPOCH_S * NS_PER_S else None
         if not value or len(value) > 64:
             return None
         try:
