@@ -15,14 +15,10 @@ from exporter.deadletter import DeadLetterRecord
 from exporter.positions import FilePosition
 from exporter.sinks.loki.request import Push
 
-@dataclass(slots=True)
-class EntryRef:
-    """Where a pushed entry came from (for the dead letter when Loki ignores it)."""
-
-    file: str
-    lineno: int
-    offset: int
-    replay: bool = False   # re-sent after an interruption: Loki may hold it already
+# Where a pushed entry came from (for the dead letter when Loki ignores it): (file, line number,
+# byte offset, replay). ``replay``: re-sent after an interruption, Loki may hold it already.
+# A plain tuple: one is made per event on the hot path.
+EntryRef = tuple[str, int, int, bool]
 
 
 @dataclass

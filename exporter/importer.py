@@ -98,13 +98,13 @@ class Delivery:
             refs = chunk.refs[stream]
             already = 0
             for i, (reason, message) in sorted(result.rejected.items()):
-                ref = refs[i]
-                if ref.replay and reason == TOO_FAR_BEHIND:
+                file, lineno, offset, replay = refs[i]
+                if replay and reason == TOO_FAR_BEHIND:
                     already += 1
                     continue
                 stats.rejected[reason] += 1
-                self.dead_letter.write(DeadLetterRecord(ref.file, ref.lineno, ref.offset,
-                                                        "loki_" + reason, message, values[i][1]))
+                self.dead_letter.write(DeadLetterRecord(file, lineno, offset, "loki_" + reason, message,
+                                                        values[i][1]))
             stats.delivered += len(values) - len(result.rejected) + already
             stats.already_delivered += already
         for rec in chunk.invalid:

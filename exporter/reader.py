@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from exporter.batching import Chunk, EntryRef
+from exporter.batching import Chunk
 from exporter.deadletter import DeadLetterRecord
 from exporter.events import model
 from exporter.events.model import Event, Invalid, page_of
@@ -40,7 +40,7 @@ def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[st
     md: dict[str, str] = {}
     if event.session_id:
         md["session_id"] = event.session_id
-    page = page_of(event.url)
+    page = _page(event.url)
     if page:
         md["page"] = page
     if error_type:
@@ -48,6 +48,20 @@ def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[st
     if retimed:
         md["event_time"] = format_ns(event.time_ns)
     return md or None
+
+
+_pages: dict[str | None, str | None] = {}
+
+
+def _page(url: str | None) -> str | None:
+    """page_of with a bounded cache: the same few URLs repeat on most lines."""
+    try:
+        return _pages[url]
+    except KeyError:
+        if len(_pages) > 50_000:
+            _pages.clear()
+        page = _pages[url] = page_of(url)
+        return page
 
 
 class LineProcessor:
@@ -59,13 +73,22 @@ class LineProcessor:
                         for t in (*sorted(model.KNOWN_TYPES), model.OTHER_TYPE)}
         self.chunk = Chunk()
         self.sealed: list[Chunk] = []
+        self._key: str | None = None    # the file being read, and its cursor
+        self._pos = None
         self.replay_until: dict[str, int] = {}  # file -> end of the chunk in flight when interrupted
         self.replay_all = False                 # --restart: Loki may hold any of these lines already
 
     def seal(self) -> None:
         """Close the current chunk (even if partial) and start a new one."""
+        self._snapshot()
         self.sealed.append(self.chunk)
         self.chunk = Chunk()
+
+    def end_of_file(self, key: str, pos, done: bool = True) -> None:
+        """The file ``key`` was read to its end: record that in the current chunk."""
+        self.chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns, done=done)
+        if self._key == key:
+            self._key = self._pos = None
 
     def feed(self, key: str, rl: RawLine, pos: FilePosition) -> Event | Invalid | None:
         """Process one line of file ``key``; ``pos`` (that file's cursor) moves past it.
@@ -97,16 +120,24 @@ class LineProcessor:
                 group = self.fingerprint(ev) if self.fingerprint else None
                 chunk.add(stream, self._labels[stream], ts, ev.line,
                           metadata_for(ev, getattr(group, "error_type", None), retimed),
-                          size, EntryRef(key, rl.lineno, rl.offset,
-                                                 self.replay_all or rl.offset < self.replay_until.get(key, 0)))
+                          size, (key, rl.lineno, rl.offset,
+                                 self.replay_all or rl.offset < self.replay_until.get(key, 0)))
                 chunk.events_by_type[stream] += 1
                 if retimed:
                     chunk.retimed += 1
         chunk.lines += 1
         chunk.bytes += rl.end - rl.offset
         pos.offset, pos.lineno = rl.end, rl.lineno
-        chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns)
+        if self._key is not key:
+            self._snapshot()
+            self._key, self._pos = key, pos
         return result
+
+    def _snapshot(self) -> None:
+        """Record, in the current chunk, how far the file being read has got."""
+        if self._key is not None:
+            p = self._pos
+            self.chunk.ends[self._key] = FilePosition(p.offset, p.lineno, p.anchor_ns)
 
 
 class ChunkReader:
@@ -148,7 +179,7 @@ class ChunkReader:
                             chunk.files_done = files_done
                             yield seal_heads(chunk, heads)
                         proc.sealed.clear()
-            proc.chunk.ends[key] = FilePosition(pos.offset, pos.lineno, pos.anchor_ns, done=True)
+            proc.end_of_file(key, pos)
             done_bytes += size
         proc.seal()
         last = proc.sealed.pop()
