@@ -51,7 +51,9 @@ class Chunk:
         if push is None:
             push = self.pushes[stream] = Push(labels)
             self.refs[stream] = []
-        push.add(ts_ns, line, metadata, size)
+        # Push.add, inlined: this runs once per event
+        push.values.append([str(ts_ns), line, metadata] if metadata else [str(ts_ns), line])
+        push.line_bytes += size
         self.refs[stream].append(ref)
         self.line_bytes += size
         self.events += 1

@@ -54,7 +54,8 @@ def _common(p: argparse.ArgumentParser, loki: bool) -> None:
         lg.add_argument("--batch-bytes", type=int, help="bytes of lines per push (default 1 MiB)")
         lg.add_argument("--batch-entries", type=int, help="entries per push at most (default 20000)")
         lg.add_argument("--batch-wait", type=float, help="seconds a partial batch waits in follow mode (default 1)")
-        lg.add_argument("--compression", choices=["gzip", "none"], help="push body compression (default gzip)")
+        lg.add_argument("--compression", choices=["auto", "gzip", "none"],
+                        help="push body compression (default auto: none to a Loki on localhost, else gzip)")
         lg.add_argument("--max-retries", type=int, help="retries of a push on 429/5xx/connection errors (default 10)")
 
 

@@ -21,7 +21,7 @@ Every setting has one name in each layer:
     loki.batch_bytes      LOKI_BATCH_BYTES                --batch-bytes
     loki.batch_entries    LOKI_BATCH_ENTRIES              --batch-entries
     loki.batch_wait       LOKI_BATCH_WAIT                 --batch-wait      (seconds)
-    loki.compression      LOKI_COMPRESSION                --compression     (gzip|none)
+    loki.compression      LOKI_COMPRESSION                --compression     (auto|gzip|none)
     loki.max_retries      LOKI_MAX_RETRIES                --max-retries
     loki.min_backoff      LOKI_MIN_BACKOFF                --min-backoff     (seconds)
     loki.max_backoff      LOKI_MAX_BACKOFF                --max-backoff     (seconds)
@@ -66,7 +66,7 @@ class LokiConfig:
     batch_bytes: int = 1024 * 1024
     batch_entries: int = 20_000
     batch_wait: float = 1.0
-    compression: str = "gzip"
+    compression: str = "auto"   # gzip, none, or auto: none on loopback, gzip elsewhere
     max_retries: int = 10
     min_backoff: float = 0.5
     max_backoff: float = 30.0
@@ -219,8 +219,8 @@ def load_config(
     metrics.update(_layer(MetricsConfig, dict(metrics_flags or {}), "command line"))
 
     lc = LokiConfig(**loki).split_url()
-    if lc.compression not in ("gzip", "none"):
-        raise ConfigError(f"compression must be gzip or none, not {lc.compression!r}")
+    if lc.compression not in ("auto", "gzip", "none"):
+        raise ConfigError(f"compression must be auto, gzip or none, not {lc.compression!r}")
     return Config(**top, loki=lc, metrics=MetricsConfig(**metrics), fingerprint_rules=tuple(rules))
 
 

@@ -42,7 +42,7 @@ def test_secret_files(tmp_path):
     ("loki: [1]", "must be mappings"),
     ("nonsense_key: 1", "unknown setting 'nonsense_key'"),
     ("loki:\n  batch_bytes: lots", "invalid value 'lots' for batch_bytes"),
-    ("loki:\n  compression: brotli", "compression must be gzip or none"),
+    ("loki:\n  compression: brotli", "compression must be auto, gzip or none"),
     ("a: [", "not valid YAML"),
 ])
 def test_bad_config_files_give_clear_errors(tmp_path, text, message):

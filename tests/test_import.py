@@ -73,7 +73,7 @@ def test_exact_push_payload(tmp_path, loki):
     assert code == 0
     pushes = [r for r in loki.requests if r.path == "/loki/api/v1/push"]
     assert len(pushes) == 2                       # one request per stream
-    assert all(r.headers.get("Content-Encoding") == "gzip" for r in pushes)
+    assert all("Content-Encoding" not in r.headers for r in pushes)   # auto: no compression on loopback
     bodies = {r.json["streams"][0]["stream"]["type"]: r.json for r in pushes}
     assert [len(b["streams"]) for b in bodies.values()] == [1, 1]
     e = bodies["error"]["streams"][0]
@@ -281,3 +281,22 @@ def test_kill_9_then_resume_delivers_exactly_once(tmp_path, corpus, kill_after_p
     dead = [orjson.loads(x) for x in (state / "dead-letter.jsonl").read_bytes().splitlines()]
     keys = [(d["file"], d["offset"]) for d in dead]
     assert len(keys) == len(set(keys)) == sum(manifest["invalid_by_reason"].values())
+
+
+def test_gzip_compression_when_asked(tmp_path, loki):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    assert main(["import", str(logs), "--loki-url", loki.url, "--compression", "gzip", "-q",
+                 "--state-dir", str(tmp_path / "s")]) == 0
+    push = [r for r in loki.requests if r.path.endswith("/push")][0]
+    assert push.headers["Content-Encoding"] == "gzip" and push.json["streams"][0]["values"][0][1] == line()
+
+
+def test_auto_compression():
+    from exporter.sinks.loki.client import effective_compression
+    assert effective_compression("auto", "http://127.0.0.1:3100") == "none"
+    assert effective_compression("auto", "http://localhost:3100") == "none"
+    assert effective_compression("auto", "http://loki:3100") == "gzip"
+    assert effective_compression("auto", "https://logs-prod.grafana.net") == "gzip"
+    assert effective_compression("gzip", "http://127.0.0.1:3100") == "gzip"

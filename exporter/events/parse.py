@@ -16,6 +16,8 @@ from exporter.events.timing import event_time_ns, parse_time_ns
 
 _time_cache: dict[object, int | None] = {}
 _TIME_CACHE_MAX = 4096
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 def _cached_time(value: object) -> int | None:
@@ -33,51 +35,48 @@ def _cached_time(value: object) -> int | None:
     return ns
 
 
-def _loads(raw: bytes) -> object | Invalid:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        first_error = exc
+def _slow_loads(raw: bytes, error: Exception) -> object | Invalid:
+    """orjson refused the line: tell invalid UTF-8 from bad JSON, and accept the few things
+    that are valid JSON but that orjson refuses (integers beyond 64 bits)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Invalid(model.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
-    try:  # orjson refuses a few things that are valid JSON (integers beyond 64 bits)
+    try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        return Invalid(model.NOT_JSON, str(first_error)[:200])
+        return Invalid(model.NOT_JSON, str(error)[:200])
 
 
 def parse_line(raw: bytes) -> Event | Invalid:
     """Parse and validate one line. ``raw`` must not contain the line ending."""
-    obj = _loads(raw)
-    if isinstance(obj, Invalid):
-        return obj
-    if not isinstance(obj, dict):
+    try:
+        obj = _loads(raw)
+    except _JSONDecodeError as exc:
+        obj = _slow_loads(raw, exc)
+        if type(obj) is Invalid:
+            return obj  # type: ignore[return-value]
+    if type(obj) is not dict:
         return Invalid(model.NOT_OBJECT, f"JSON {type(obj).__name__}, not an object")
-    etype = obj.get("type")
-    if not isinstance(etype, str) or not etype:
+    get = obj.get
+    etype = get("type")
+    if type(etype) is not str or not etype:
         return Invalid(model.BAD_TYPE, "missing or empty 'type'" if etype in (None, "") else
                        f"'type' is a {type(etype).__name__}, not a string")
-    server = obj.get("_server")
-    received = sent = None
-    if isinstance(server, dict):
+    server = get("_server")
+    if type(server) is dict:
         received = _cached_time(server.get("receivedAt"))
         sent = _cached_time(server.get("batchSentAt"))
-    when = event_time_ns(parse_time_ns(obj.get("timestamp")), received, sent)
+    else:
+        received = sent = None
+    ts = get("timestamp")
+    when = event_time_ns(parse_time_ns(ts) if ts is not None else None, received, sent)
     if when is None:
         return Invalid(model.NO_TIMESTAMP, "no usable 'timestamp' or '_server.receivedAt'")
-    session = obj.get("sessionId")
-    if not isinstance(session, str):
-        session = str(session) if isinstance(session, (int, float)) and not isinstance(session, bool) else None
-    url = obj.get("url")
-    data = obj.get("data")
-    return Event(
-        type=etype,
-        time_ns=when,
-        received_ns=received,
-        session_id=session or None,
-        url=url if isinstance(url, str) else None,
-        data=data if isinstance(data, dict) else {},
-        line=raw.decode("utf-8"),
-    )
+    session = get("sessionId")
+    if type(session) is not str:
+        session = str(session) if type(session) in (int, float) else None
+    url = get("url")
+    data = get("data")
+    return Event(etype, when, received, session or None, url if type(url) is str else None,
+                 data if type(data) is dict else {}, raw.decode("utf-8"))

@@ -34,8 +34,27 @@ _hour_cache: dict[str, int] = {}
 
 
 def _fast_utc(value: str) -> int | None:
-    """Fast path for the browsers' format, 2025-12-26T10:16:03.046Z (about 5x fromisoformat)."""
-    if len(value) != 24 or value[19] != "." or value[23] != "Z" or value[13] != ":" or value[16] != ":":
+    """Fast path for the two formats on every line (about 5x fromisoformat):
+    the browser's 2025-12-26T10:16:03.046Z and the server's 2025-12-26T10:16:15+00:00."""
+    n = len(value)
+    if n == 24:
+        if value[19] != "." or value[23] != "Z":
+            return None
+        ms = value[20:23]
+        if not ms.isdigit():
+            return None
+        frac = int(ms) * NS_PER_MS
+    elif n == 25:
+        if value[19:] != "+00:00":
+            return None
+        frac = 0
+    elif n == 20:
+        if value[19] != "Z":
+            return None
+        frac = 0
+    else:
+        return None
+    if value[13] != ":" or value[16] != ":":
         return None
     hour = value[:13]
     base = _hour_cache.get(hour)
@@ -48,10 +67,10 @@ def _fast_utc(value: str) -> int | None:
         if len(_hour_cache) > 100_000:
             _hour_cache.clear()
         _hour_cache[hour] = base
-    mm, ss, ms = value[14:16], value[17:19], value[20:23]
-    if not (mm.isdigit() and ss.isdigit() and ms.isdigit()) or mm >= "60" or ss >= "60":
+    mm, ss = value[14:16], value[17:19]
+    if not (mm.isdigit() and ss.isdigit()) or mm >= "60" or ss >= "60":
         return None
-    return base + (int(mm) * 60 + int(ss)) * NS_PER_S + int(ms) * NS_PER_MS
+    return base + (int(mm) * 60 + int(ss)) * NS_PER_S + frac
 
 
 def parse_time_ns(value: object) -> int | None:

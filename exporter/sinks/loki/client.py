@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from urllib.parse import urlsplit
+
 import httpx
 
 from exporter import __version__
@@ -56,6 +58,7 @@ class LokiClient:
         self._sleep = sleep
         self._on_retry = on_retry
         self._on_duration = on_duration
+        self.compression = effective_compression(cfg.compression, self.base)
         self.stats = ClientStats()
         self._lock = threading.Lock()
         headers = {"User-Agent": f"telemetry-exporter/{__version__}"}
@@ -115,7 +118,7 @@ class LokiClient:
 
     def _send(self, push: req.Push, result: PushResult) -> httpx.Response:
         """One push, retried while retryable. Returns the final (non-retryable) response."""
-        body, headers = req.compress(req.encode(push), self.cfg.compression)
+        body, headers = req.compress(req.encode(push), self.compression)
         attempt = 0
         while True:
             result.requests += 1
@@ -192,6 +195,17 @@ class LokiClient:
         if r.status_code in (200, 204):
             return None
         return f"flush answered {r.status_code} (is /flush exposed by this Loki?)"
+
+
+def effective_compression(setting: str, url: str) -> str:
+    """``auto``: no compression to a Loki on this machine (it would only cost CPU on both sides,
+    which share the same cores), gzip to anything across a network."""
+    if setting != "auto":
+        return setting
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host == "::1" or host.startswith("127."):
+        return "none"
+    return "gzip"
 
 
 def _refusal(status: int, body: str, url: str) -> str:
