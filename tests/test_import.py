@@ -300,3 +300,21 @@ def test_auto_compression():
     assert effective_compression("auto", "http://loki:3100") == "gzip"
     assert effective_compression("auto", "https://logs-prod.grafana.net") == "gzip"
     assert effective_compression("gzip", "http://127.0.0.1:3100") == "gzip"
+
+
+def test_truncated_or_replaced_file_is_read_again(tmp_path, loki, capsys):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    f = logs / "telemetry-2025-12-26.jsonl"
+    a = [line(data={"name": f"a{i}"}) for i in range(5)]
+    f.write_text("\n".join(a) + "\n")
+    state = tmp_path / "s"
+    assert run_import(loki.url, logs, state=state) == 0
+    f.write_text(a[0] + "\n")                                      # truncated
+    assert run_import(loki.url, logs, state=state) == 0
+    assert "is shorter than last time" in capsys.readouterr().err
+    b = [line(data={"name": f"b{i}"}) for i in range(5)]
+    f.write_text("\n".join(b) + "\n")                              # replaced, same size
+    assert run_import(loki.url, logs, state=state) == 0
+    assert "was replaced since last time" in capsys.readouterr().err
+    assert set(stored_lines(loki)) == set(a) | set(b)
