@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             if emu:
                 loki_lat.append(seen_l or float("inf"))
             time.sleep(0.3)
-        cpu0 = time.process_time()
         stat0 = Path(f"/proc/{proc.pid}/stat").read_text().split() if Path(f"/proc/{proc.pid}/stat").exists() else None
         time.sleep(5)
         stat1 = Path(f"/proc/{proc.pid}/stat").read_text().split() if stat0 else None

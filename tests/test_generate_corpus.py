@@ -7,7 +7,6 @@ benchmarks/generate_corpus.py.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections import Counter
 from datetime import datetime, timezone
@@ -16,38 +15,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.generate_corpus import generate, main, parse_size
+from tests.recount import classify, file_lines, read_raw
 
-MAX_LINE = 256 * 1024
 REASONS = ("not_json", "invalid_utf8", "not_object", "bad_type", "no_timestamp", "too_long")
 
 
 # ---- an independent, straightforward recount ---------------------------------------------------
 
-def _usable_time(value: object) -> bool:
-    if not isinstance(value, str) or not value:
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _ms(value: str) -> float:
     return datetime.fromisoformat(value).timestamp() * 1000
-
-
-def read_raw(path: Path) -> bytes:
-    return gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-
-
-def file_lines(raw: bytes) -> list[bytes]:
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    parts = raw.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()                      # the file ends with a newline
-    return [p[:-1] if p.endswith(b"\r") else p for p in parts]
 
 
 def recount(out: Path) -> dict:
@@ -65,33 +41,15 @@ def recount(out: Path) -> dict:
                                  "bom": raw.startswith(b"\xef\xbb\xbf"), "crlf": b"\r\n" in raw,
                                  "trailing_newline": raw.endswith(b"\n")}
         for line in lines:
-            if not line:
+            kind, obj = classify(line)
+            if kind == "blank":
                 c["blank"] += 1
                 continue
-            if len(line) > MAX_LINE:
-                c["invalid"]["too_long"] += 1
+            if kind == "invalid":
+                c["invalid"][obj] += 1
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                c["invalid"]["invalid_utf8"] += 1
-                continue
-            try:
-                obj = json.loads(text)
-            except ValueError:
-                c["invalid"]["not_json"] += 1
-                continue
-            if not isinstance(obj, dict):
-                c["invalid"]["not_object"] += 1
-                continue
-            etype = obj.get("type")
-            if not isinstance(etype, str) or not etype:
-                c["invalid"]["bad_type"] += 1
-                continue
+            etype = obj["type"]
             server = obj.get("_server") if isinstance(obj.get("_server"), dict) else {}
-            if not _usable_time(obj.get("timestamp")) and not _usable_time(server.get("receivedAt")):
-                c["invalid"]["no_timestamp"] += 1
-                continue
             c["by_type"][etype] += 1
             data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
             sid = obj.get("sessionId")

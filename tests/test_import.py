@@ -3,10 +3,8 @@ ordering-window safety, retries, resume, exit codes."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import orjson
 import pytest
 
 from exporter.cli import main
+from tests.recount import walk
 from exporter.events.timing import NS_PER_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,20 +42,8 @@ def stored_lines(loki) -> Counter:
 
 
 def valid_lines_of(directory: Path) -> Counter:
-    """Independent recount: the lines a careful reader would call events."""
-    from exporter.events.parse import parse_line
-    from exporter.events.model import Event
-    out = Counter()
-    for p in directory.iterdir():
-        if not p.name.endswith((".jsonl", ".jsonl.gz")):
-            continue
-        data = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
-        data = data.removeprefix(b"\xef\xbb\xbf")
-        for raw in data.split(b"\n"):
-            raw = raw.removesuffix(b"\r")
-            if raw.strip() and isinstance(parse_line(raw), Event):
-                out[raw.decode()] += 1
-    return out
+    """Independent recount (tests/recount.py, not the project's parser): the event lines."""
+    return Counter(line.decode() for _, line, kind, _ in walk(directory) if kind == "event")
 
 
 # --- exact payloads ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from exporter.report.model import build_report
 from exporter.report.render_json import report_dict
 from exporter.report.render_markdown import cell, render_markdown
 from exporter.report.render_text import render_text
+from tests.recount import walk
 
 MAX_LINE = 256 * 1024
 BOM = b"\xef\xbb\xbf"
@@ -73,64 +74,19 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
     return out, manifest
 
 
-def _usable_time(value) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return 946_684_800 <= value < 4_102_444_800 or 946_684_800_000 <= value < 4_102_444_800_000
-    if isinstance(value, str) and value and len(value) <= 64:
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            return False
-        dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-        return 2000 <= dt.year < 2100
-    return False
-
-
 def recount(directory: Path) -> dict:
     """An independent count, straight from the bytes with json.loads (no project code)."""
     c = {"by_type": Counter(), "invalid": Counter(), "blank": 0, "errors": 0, "warnings": 0,
          "failed": Counter(), "sessions": set(), "error_sessions": set(), "templates": Counter(),
          "template_sessions": {}, "lines": 0}
-    for path in sorted(directory.glob("telemetry-*.jsonl*")):
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-        if raw.startswith(BOM):
-            raw = raw[3:]
-        parts = raw.split(b"\n")
-        if parts[-1] == b"":
-            parts.pop()
-        for ln in parts:
-            c["lines"] += 1
-            if ln.endswith(b"\r"):
-                ln = ln[:-1]
-            if len(ln) > MAX_LINE:
-                c["invalid"]["too_long"] += 1
-                continue
-            if not ln.strip():
-                c["blank"] += 1
-                continue
-            try:
-                text = ln.decode("utf-8")
-            except UnicodeDecodeError:
-                c["invalid"]["invalid_utf8"] += 1
-                continue
-            try:
-                obj = json.loads(text)
-            except ValueError:
-                c["invalid"]["not_json"] += 1
-                continue
-            if not isinstance(obj, dict):
-                c["invalid"]["not_object"] += 1
-                continue
-            t = obj.get("type")
-            if not isinstance(t, str) or not t:
-                c["invalid"]["bad_type"] += 1
-                continue
-            server = obj.get("_server") if isinstance(obj.get("_server"), dict) else {}
-            if not (_usable_time(obj.get("timestamp")) or _usable_time(server.get("receivedAt"))):
-                c["invalid"]["no_timestamp"] += 1
-                continue
+    for _path, _line, kind, obj in walk(directory):
+        c["lines"] += 1
+        if kind == "blank":
+            c["blank"] += 1
+        elif kind == "invalid":
+            c["invalid"][obj] += 1
+        else:
+            t = obj["type"]
             c["by_type"][t if t in ("error", "log", "metric", "vital", "event") else "other"] += 1
             sid = obj.get("sessionId")
             sid = sid if isinstance(sid, str) and sid else None

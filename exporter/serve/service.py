@@ -22,7 +22,6 @@ from typing import Callable
 from prometheus_client import CollectorRegistry
 
 from exporter.aggregation.core import Aggregator, Limits
-from exporter.batching import Chunk
 from exporter.config import Config, redact_url
 from exporter.deadletter import DeadLetter
 from exporter.events import model
