@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if not args.dry_run:
         try:
             client = LokiClient(cfg.loki, on_retry=(lambda why, d: print(
-                f"Loki answered {why}; retrying in {d:.1f}s", file=err)) if verbose else None)
+                f"Loki answered {why}; retrying in {d:.1f}s", file=err)) if verbose else None, on_warning=warn)
             client.wait_ready(on_wait=lambda m: print(m, file=err))
         except LokiError as exc:
             print(f"telemetry-exporter import: {exc}", file=err)

@@ -305,3 +305,16 @@ def test_truncated_or_replaced_file_is_read_again(tmp_path, loki, capsys):
     assert run_import(loki.url, logs, state=state) == 0
     assert "was replaced since last time" in capsys.readouterr().err
     assert set(stored_lines(loki)) == set(a) | set(b)
+
+
+def test_loki_without_structured_metadata_still_gets_every_line(tmp_path, corpus, capsys):
+    from tests.loki_emulator import LokiEmulator
+    directory, manifest = corpus
+    with LokiEmulator(reject_old_samples=False, allow_structured_metadata=False) as emu:
+        code = main(["import", str(directory), "--loki-url", emu.url, "--state-dir", str(tmp_path), "-q"])
+        captured = capsys.readouterr()
+        assert code == 1                                       # the corpus' junk lines only
+        assert "does not accept structured metadata" in captured.err
+        assert "rejected by Loki   0" in captured.out
+        assert stored_lines(emu) == valid_lines_of(directory)
+        assert all(not e.metadata for e in emu.entries())

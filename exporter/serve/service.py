@@ -82,7 +82,8 @@ class Service:
         loki_start: dict[str, FilePosition] = {}
         if loki:
             self.client = LokiClient(cfg.loki, on_retry=lambda why, d: self.selfm.retries.inc(),
-                                     on_duration=self.selfm.duration.observe)
+                                     on_duration=self.selfm.duration.observe,
+                                     on_warning=lambda m: self.log(f"warning: {m}"))
             target = redact_url(cfg.loki.url) + (f"#{cfg.loki.tenant}" if cfg.loki.tenant else "")
             self.positions = Positions.load(state_dir / "positions.json", target)
             loki_start = dict(self.positions.files)

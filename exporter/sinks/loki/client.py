@@ -49,7 +49,8 @@ class ClientStats:
 class LokiClient:
     def __init__(self, cfg: LokiConfig, *, sleep: Callable[[float], None] = time.sleep,
                  on_retry: Callable[[str, float], None] | None = None,
-                 on_duration: Callable[[float], None] | None = None) -> None:
+                 on_duration: Callable[[float], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         if not cfg.url:
             raise LokiError("no Loki URL: set LOKI_URL, --loki-url or loki.url in the config file")
         self.cfg = cfg
@@ -58,6 +59,8 @@ class LokiClient:
         self._sleep = sleep
         self._on_retry = on_retry
         self._on_duration = on_duration
+        self._on_warning = on_warning
+        self.send_metadata = True   # off once Loki says structured metadata is disallowed
         self.compression = effective_compression(cfg.compression, self.base)
         self.stats = ClientStats()
         self._lock = threading.Lock()
@@ -116,9 +119,12 @@ class LokiClient:
             if self._on_duration:
                 self._on_duration(time.monotonic() - started)
 
-    def _send(self, push: req.Push, result: PushResult) -> httpx.Response:
-        """One push, retried while retryable. Returns the final (non-retryable) response."""
-        body, headers = req.compress(req.encode(push), self.compression)
+    def _send(self, push: req.Push, result: PushResult) -> tuple[httpx.Response, bool]:
+        """One push, retried while retryable. Returns the final (non-retryable) response, and
+        whether the push carried structured metadata."""
+        with_metadata = self.send_metadata
+        body, headers = req.compress(req.encode(push if with_metadata else push.without_metadata()),
+                                     self.compression)
         attempt = 0
         while True:
             result.requests += 1
@@ -131,7 +137,7 @@ class LokiClient:
             except httpx.TransportError as exc:
                 resp, status, detail, retry_after = None, None, type(exc).__name__, None
             if resp is not None and not is_retryable(status):
-                return resp
+                return resp, with_metadata
             if attempt >= self.cfg.max_retries:
                 with self._lock:
                     self.stats.failures += 1
@@ -149,7 +155,20 @@ class LokiClient:
     def push(self, push: req.Push) -> PushResult:
         """Deliver one stream's entries; report the ones Loki ignored (never retried)."""
         result = PushResult()
-        self._resolve(push, list(range(len(push.values))), result, depth=0)
+        try:
+            self._resolve(push, list(range(len(push.values))), result, depth=0)
+        except _MetadataDisallowed:
+            # An older Loki (schema < v13, or structured metadata switched off): labels and lines
+            # still work. Send again without metadata, and from now on.
+            with self._lock:
+                warn = self.send_metadata
+                self.send_metadata = False
+            if warn and self._on_warning:
+                self._on_warning("this Loki does not accept structured metadata (session_id, page, error_type, "
+                                 "event_time): sending lines and labels only; enable allow_structured_metadata "
+                                 "(schema v13) to keep them")
+            result = PushResult(retries=result.retries, requests=result.requests)
+            self._resolve(push, list(range(len(push.values))), result, depth=0)
         with self._lock:
             self.stats.requests += result.requests
             self.stats.entries_sent += len(push.values) - len(result.rejected)
@@ -158,12 +177,14 @@ class LokiClient:
 
     def _resolve(self, push: req.Push, indexes: list[int], result: PushResult, depth: int) -> None:
         sub = push if depth == 0 else push.subset(indexes)
-        resp = self._send(sub, result)
+        resp, with_metadata = self._send(sub, result)
         status = resp.status_code
         if status in (200, 204):
             return
         if status != 400:
             raise LokiError(_refusal(status, resp.text, self.safe_url))
+        if with_metadata and _metadata_disallowed(resp.text):
+            raise _MetadataDisallowed()
         values = sub.values
         att = attribute(resp.text, [int(v[0]) for v in values], [len(v[1].encode("utf-8")) for v in values])
         for i, why in att.rejected.items():
@@ -195,6 +216,15 @@ class LokiClient:
         if r.status_code in (200, 204):
             return None
         return f"flush answered {r.status_code} (is /flush exposed by this Loki?)"
+
+
+class _MetadataDisallowed(Exception):
+    pass
+
+
+def _metadata_disallowed(message: str) -> bool:
+    low = message.lower()
+    return "structured metadata" in low and ("disallowed" in low or "disabled" in low or "not allowed" in low)
 
 
 def effective_compression(setting: str, url: str) -> str:

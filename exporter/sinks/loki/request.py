@@ -28,6 +28,9 @@ class Push:
     def subset(self, indexes: list[int]) -> "Push":
         return Push(self.labels, [self.values[i] for i in indexes])
 
+    def without_metadata(self) -> "Push":
+        return Push(self.labels, [v[:2] for v in self.values], self.line_bytes)
+
 
 def encode(push: Push) -> bytes:
     """The JSON body Loki's push API takes."""
