@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--corpus", help="use this directory instead of generating one")
     ap.add_argument("--sink", choices=["null", "emulator"], default="null")
-    ap.add_argument("--compression", choices=["gzip", "none"], default="gzip")
+    ap.add_argument("--compression", choices=["auto", "gzip", "none"], default="auto")
     ap.add_argument("--batch-bytes", default=str(1 << 20))
     args = ap.parse_args(argv)
 

@@ -169,7 +169,7 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # IPv6 candidates (validated by ipaddress): hex, ':' and '.' (IPv4-mapped), at least two ':',
 # ending with a hex digit. Not after a token character, ':', '.' or '>' (see _cut()).
 _IPV6 = re.compile(
-    f"(?<![:.>]){_B}[0-9a-fA-F:.]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*[0-9a-fA-F](?![:.<]){_E}")
+    f"(?=[0-9a-fA-F:])(?<![:.>]){_B}[0-9a-fA-F:.]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*[0-9a-fA-F](?![:.<]){_E}")
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
           r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? "
@@ -229,7 +229,7 @@ def _substitute(text: str) -> str:
         text = _EMAIL.sub("<email>", text)
     if not _DIGIT.search(text):
         return text  # every later placeholder needs a digit
-    if text.count(":") >= 2:
+    if "::" in text or text.count(":") >= 7:  # compressed or full form; not "10:16:03"
         text = _IPV6.sub(_ipv6, text)
     return _FAMILY.sub(_family, text)
 

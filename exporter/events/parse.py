@@ -14,25 +14,27 @@ from exporter.events import model
 from exporter.events.model import Event, Invalid
 from exporter.events.timing import event_time_ns, parse_time_ns
 
-_time_cache: dict[object, int | None] = {}
-_TIME_CACHE_MAX = 4096
+_server_cache: dict[tuple, tuple[int | None, int | None]] = {}
+_SERVER_CACHE_MAX = 8192
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
-def _cached_time(value: object) -> int | None:
-    """parse_time_ns with a small cache: a batch's receivedAt/batchSentAt repeat on many lines."""
+def _server_times(received: object, sent: object) -> tuple[int | None, int | None]:
+    """(receivedAt, batchSentAt) in ns, cached: all the events of a batch share both values."""
+    key = (received, sent)
     try:
-        return _time_cache[value]
+        return _server_cache[key]
     except KeyError:
         pass
     except TypeError:  # unhashable (a list or dict where a time should be)
-        return None
-    ns = parse_time_ns(value)
-    if len(_time_cache) >= _TIME_CACHE_MAX:
-        _time_cache.clear()
-    _time_cache[value] = ns
-    return ns
+        return (parse_time_ns(received) if isinstance(received, (str, int, float)) else None,
+                parse_time_ns(sent) if isinstance(sent, (str, int, float)) else None)
+    times = (parse_time_ns(received), parse_time_ns(sent))
+    if len(_server_cache) >= _SERVER_CACHE_MAX:
+        _server_cache.clear()
+    _server_cache[key] = times
+    return times
 
 
 def _slow_loads(raw: bytes, error: Exception) -> object | Invalid:
@@ -65,8 +67,7 @@ def parse_line(raw: bytes) -> Event | Invalid:
                        f"'type' is a {type(etype).__name__}, not a string")
     server = get("_server")
     if type(server) is dict:
-        received = _cached_time(server.get("receivedAt"))
-        sent = _cached_time(server.get("batchSentAt"))
+        received, sent = _server_times(server.get("receivedAt"), server.get("batchSentAt"))
     else:
         received = sent = None
     ts = get("timestamp")

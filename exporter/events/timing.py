@@ -30,47 +30,46 @@ _MAX_EPOCH_S = 4_102_444_800
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-_hour_cache: dict[str, int] = {}
+_minute_cache: dict[str, int | None] = {}
+_MINUTE_CACHE_MAX = 200_000
 
 
 def _fast_utc(value: str) -> int | None:
-    """Fast path for the two formats on every line (about 5x fromisoformat):
-    the browser's 2025-12-26T10:16:03.046Z and the server's 2025-12-26T10:16:15+00:00."""
+    """Fast path for the two formats on every line (about 4x fromisoformat):
+    the browser's 2025-12-26T10:16:03.046Z and the server's 2025-12-26T10:16:15+00:00.
+    Anything else returns None (and takes the general path)."""
     n = len(value)
     if n == 24:
         if value[19] != "." or value[23] != "Z":
             return None
-        ms = value[20:23]
-        if not ms.isdigit():
+        digits = value[17:19] + value[20:23]        # seconds and milliseconds: "03046"
+        if not digits.isdigit():
             return None
-        frac = int(ms) * NS_PER_MS
-    elif n == 25:
-        if value[19:] != "+00:00":
+        within = int(digits) * NS_PER_MS
+    elif n == 25 or n == 20:
+        if (value[19:] != "+00:00") if n == 25 else (value[19] != "Z"):
             return None
-        frac = 0
-    elif n == 20:
-        if value[19] != "Z":
+        digits = value[17:19]
+        if not digits.isdigit():
             return None
-        frac = 0
+        within = int(digits) * NS_PER_S
     else:
         return None
-    if value[13] != ":" or value[16] != ":":
+    if within >= 60 * NS_PER_S or value[16] != ":":
         return None
-    hour = value[:13]
-    base = _hour_cache.get(hour)
-    if base is None:
+    minute = value[:16]
+    try:
+        base = _minute_cache[minute]
+    except KeyError:
         try:
-            dt = datetime.fromisoformat(hour + ":00:00+00:00")
+            dt = datetime.fromisoformat(minute + ":00+00:00")
+            base = int((dt - _EPOCH).total_seconds()) * NS_PER_S
         except ValueError:
-            return None
-        base = int((dt - _EPOCH).total_seconds()) * NS_PER_S
-        if len(_hour_cache) > 100_000:
-            _hour_cache.clear()
-        _hour_cache[hour] = base
-    mm, ss = value[14:16], value[17:19]
-    if not (mm.isdigit() and ss.isdigit()) or mm >= "60" or ss >= "60":
-        return None
-    return base + (int(mm) * 60 + int(ss)) * NS_PER_S + frac
+            base = None
+        if len(_minute_cache) >= _MINUTE_CACHE_MAX:
+            _minute_cache.clear()
+        _minute_cache[minute] = base
+    return None if base is None else base + within
 
 
 def parse_time_ns(value: object) -> int | None:
