@@ -318,3 +318,13 @@ def test_loki_without_structured_metadata_still_gets_every_line(tmp_path, corpus
         assert "rejected by Loki   0" in captured.out
         assert stored_lines(emu) == valid_lines_of(directory)
         assert all(not e.metadata for e in emu.entries())
+
+
+def test_loki_behind_a_gateway_without_ready_endpoint(tmp_path, loki, capsys):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    loki.inject(404, "404 page not found\n", path="/ready")
+    code = main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "s"), "-q"])
+    assert code == 0 and len(loki.entries()) == 1
+    assert "no /ready endpoint" in capsys.readouterr().err

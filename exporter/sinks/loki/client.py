@@ -96,6 +96,12 @@ class LokiClient:
                 r = self._http.get(self.base + "/ready", timeout=5.0)
                 if r.status_code == 200:
                     return
+                if r.status_code == 404:
+                    # behind a gateway (Grafana Cloud, some proxies) /ready is not exposed: the
+                    # Loki answers, so go on; the pushes will tell if it cannot take data
+                    if on_wait:
+                        on_wait(f"Loki at {self.safe_url} has no /ready endpoint (404): going on")
+                    return
                 if r.status_code in (401, 403):
                     raise LokiError(f"Loki at {self.safe_url} refused the credentials ({r.status_code} on /ready)")
                 why = f"{r.status_code} {r.text.strip()[:120]}"
