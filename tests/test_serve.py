@@ -234,3 +234,22 @@ def test_sigterm_is_graceful(tmp_path, logs):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_after_import_counts_everything_and_pushes_nothing_again(tmp_path, logs, loki):
+    from exporter.cli import main
+    m = manifest()
+    today = sorted(logs.glob("*.jsonl"))[-1]
+    with open(today, "a") as f:
+        f.write("\n")                                   # end the sample's unterminated last line
+    assert main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "state"), "-q"]) == 1
+    pushes = len(loki.push_requests)
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and
+                        total(scrape(svc), "telemetry_events_total") == m["events_total"])
+        time.sleep(0.5)
+        assert len(loki.push_requests) == pushes        # the import delivered it all already
+        assert len(loki.entries()) == m["events_total"]
+    finally:
+        svc.stop()

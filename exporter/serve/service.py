@@ -100,10 +100,9 @@ class Service:
         self.push_from = {k: p.offset for k, p in loki_start.items()} if loki else None
         start: dict[str, FilePosition] = {}
         for key in set(self.read) | set(loki_start):
-            cands = [p for p in (self.read.get(key), loki_start.get(key) if loki else None) if p is not None]
-            if loki and key not in loki_start:
-                cands = []            # never pushed: start at 0
-            start[key] = min(cands, key=lambda p: p.offset) if cands else FilePosition()
+            # a cursor that does not exist is at 0: start where the first of the two cursors is
+            cursors = [self.read.get(key)] + ([loki_start.get(key)] if loki else [])
+            start[key] = FilePosition() if None in cursors else min(cursors, key=lambda p: p.offset)
         self.follower = DirectoryFollower(directory, start, max_line_bytes=cfg.max_line_bytes,
                                           on_warning=lambda m: self.log(f"warning: {m}"),
                                           on_reset=self._on_reset, partial_line_grace=partial_line_grace)
