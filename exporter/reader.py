@@ -73,6 +73,7 @@ class LineProcessor:
                         for t in (*sorted(model.KNOWN_TYPES), model.OTHER_TYPE)}
         self.chunk = Chunk()
         self.sealed: list[Chunk] = []
+        self._max_raw = 4 * settings.batch_bytes  # raw bytes of any kind in one chunk
         self._key: str | None = None    # the file being read, and its cursor
         self._pos = None
         self.replay_until: dict[str, int] = {}  # file -> end of the chunk in flight when interrupted
@@ -131,6 +132,9 @@ class LineProcessor:
         if self._key is not key:
             self._snapshot()
             self._key, self._pos = key, pos
+        if chunk.bytes >= self._max_raw:
+            # mostly junk: cut anyway, so the dead-letter records held in memory stay bounded
+            self.seal()
         return result
 
     def _snapshot(self) -> None:

@@ -328,3 +328,15 @@ def test_loki_behind_a_gateway_without_ready_endpoint(tmp_path, loki, capsys):
     code = main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "s"), "-q"])
     assert code == 0 and len(loki.entries()) == 1
     assert "no /ready endpoint" in capsys.readouterr().err
+
+
+def test_a_file_of_junk_is_cut_into_bounded_chunks(tmp_path):
+    from exporter.positions import Positions
+    from exporter.reader import ChunkReader, ReaderSettings
+    f = tmp_path / "telemetry-2025-12-26.jsonl"
+    f.write_bytes(b"this is not json at all, not even close\n" * 20_000)   # 800 KB, no event
+    reader = ChunkReader(ReaderSettings("saberloop", 262144, 10_000, 1000), Positions(None))
+    chunks = list(reader.chunks([f]))
+    assert len(chunks) >= 20
+    assert max(len(c.invalid) for c in chunks) <= 1_100
+    assert sum(len(c.invalid) for c in chunks) == 20_000
