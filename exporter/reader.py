@@ -40,7 +40,7 @@ def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[st
     md: dict[str, str] = {}
     if event.session_id:
         md["session_id"] = event.session_id
-    page = _page(event.url)
+    page = page_of(event.url)
     if page:
         md["page"] = page
     if error_type:
@@ -48,20 +48,6 @@ def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[st
     if retimed:
         md["event_time"] = format_ns(event.time_ns)
     return md or None
-
-
-_pages: dict[str | None, str | None] = {}
-
-
-def _page(url: str | None) -> str | None:
-    """page_of with a bounded cache: the same few URLs repeat on most lines."""
-    try:
-        return _pages[url]
-    except KeyError:
-        if len(_pages) > 50_000:
-            _pages.clear()
-        page = _pages[url] = page_of(url)
-        return page
 
 
 class LineProcessor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 KNOWN_TYPES = frozenset({"error", "log", "metric", "vital", "event"})
 OTHER_TYPE = "other"
@@ -47,6 +48,7 @@ class Invalid:
 _ID_SEGMENT = re.compile(r"(?<=/)(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|[0-9a-fA-F]{16,})(?=/|$)")
 
 
+@lru_cache(maxsize=65536)  # the same few URLs repeat on most lines
 def page_of(url: str | None) -> str | None:
     """The app page of a URL: its fragment route (``#/quiz``), else its path; None when unknown.
 
