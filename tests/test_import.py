@@ -340,3 +340,35 @@ def test_a_file_of_junk_is_cut_into_bounded_chunks(tmp_path):
     assert len(chunks) >= 20
     assert max(len(c.invalid) for c in chunks) <= 1_100
     assert sum(len(c.invalid) for c in chunks) == 20_000
+
+
+@pytest.mark.parametrize("status, body, hint", [
+    (401, "no org id\n", "LOKI_USERNAME"),
+    (422, "error at least one valid stream is required for ingestion\n", "no valid stream"),
+    (413, "request entity too large\n", "--batch-bytes"),
+])
+def test_other_4xx_is_a_clear_error_exit_3(tmp_path, loki, capsys, status, body, hint):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    loki.inject(status, body)
+    code = main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "s"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert f"refused the push: {status}" in err and hint in err
+    assert len([r for r in loki.requests if r.path.endswith("/push")]) == 1   # never retried
+
+
+def test_bearer_token_from_a_file(tmp_path, capsys):
+    from tests.loki_emulator import LokiEmulator
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    token = tmp_path / "token"
+    token.write_text("tok-123-secret\n")
+    with LokiEmulator(bearer_token="tok-123-secret", reject_old_samples=False) as emu:
+        code = main(["import", str(logs), "--loki-url", emu.url, "--bearer-token-file", str(token),
+                     "--state-dir", str(tmp_path / "s"), "-v"])
+        captured = capsys.readouterr()
+        assert code == 0 and len(emu.entries()) == 1
+        assert "tok-123-secret" not in captured.out + captured.err
