@@ -253,3 +253,30 @@ def test_serve_after_import_counts_everything_and_pushes_nothing_again(tmp_path,
         assert len(loki.entries()) == m["events_total"]
     finally:
         svc.stop()
+
+
+def test_a_loki_outage_does_not_stall_metrics(tmp_path, logs, loki):
+    """Loki down long enough to fill the sender's queue: /metrics (and so the alerts) keep up."""
+    m = manifest()
+    cfg = load_config(None, env={"LOKI_URL": loki.url},
+                      flags={"state_dir": str(tmp_path / "state")},
+                      loki_flags={"batch_wait": 0.05, "max_retries": 0},
+                      metrics_flags={"listen": "127.0.0.1:0"})
+    svc = Service(cfg, logs, loki=True, fingerprinter=Fingerprinter(), log=lambda msg: None,
+                  partial_line_grace=0.5, poll_interval=0.05).start()
+    try:
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
+        loki.inject(503, "Ingester not ready\n", times=100_000)        # Loki down
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        base = total(scrape(svc), "telemetry_errors_total")
+        for i in range(12):                                          # > the queue's 4 chunks
+            with open(today, "a") as f:
+                f.write(event_line(f"During the outage {i}"))
+            assert wait_for(lambda: total(scrape(svc), "telemetry_errors_total") == base + i + 1, timeout=1.0), i
+            time.sleep(0.12)
+        assert len(loki.entries()) == m["events_total"]
+        loki.clear()                                                  # Loki back, empty
+        assert wait_for(lambda: sum("During the outage" in e.line for e in loki.entries()) == 12, timeout=40)
+        assert scrape(svc)[("telemetry_exporter_loki_push_failures_total", ())] >= 1
+    finally:
+        svc.stop()

@@ -1,14 +1,14 @@
-"""The long-running service: follow files -> (Loki chunks, aggregation core) -> /metrics.
+"""The long-running service: follow the files -> aggregation core -> /metrics, and -> Loki.
 
-Threads: a follower (reads, parses once, feeds the core and the Loki chunks, saves state), a
-sender (delivers chunks to Loki in order, retrying while Loki is down), the HTTP endpoint, and
-the main thread waiting for SIGTERM/SIGINT.
+Threads: a metrics follower (reads, parses, feeds the core, saves state), a Loki follower
+(reads the same files through the importer's LineProcessor and chunks), a sender (delivers the
+chunks in order, retrying while Loki is down), the HTTP endpoint, and the main thread waiting
+for SIGTERM/SIGINT.
 
-Two cursors per file: how far the core has counted (saved with the core in the state file) and
-how far Loki has acknowledged (the positions file `import` uses too). After a restart each line
-is counted once and pushed once: lines Loki has not acknowledged yet are pushed again but not
-counted again. While Loki is unreachable, reading pauses once a few chunks wait (memory stays
-bounded) and resumes when Loki is back.
+The two followers have their own cursors: how far the core has counted (saved with the core
+in the state file) and how far Loki has acknowledged (the positions file `import` uses too).
+So a restart neither double-counts nor pushes twice, and a Loki outage never stalls /metrics
+(nor the alerts built on it): only the Loki follower waits, behind a bounded queue.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from exporter.aggregation.core import Aggregator, Limits
 from exporter.config import Config, redact_url
 from exporter.deadletter import DeadLetter
 from exporter.events import model
-from exporter.events.model import Event, Invalid
+from exporter.events.model import Event
 from exporter.events.parse import parse_line
 from exporter.importer import Delivery, ImportStats
 from exporter.metrics.collector import CoreCollector
@@ -91,109 +91,77 @@ class Service:
             dead.resume_at(self.positions.dead_letter_bytes)
             self.delivery = Delivery(self.client, self.positions, dead)
         self.selfm.loki_enabled.set(1 if loki else 0)
-        self.proc = LineProcessor(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes,
-                                                 cfg.loki.batch_entries), self._group)
-        if self.positions is not None:
+        warn = lambda m: self.log(f"warning: {m}")  # noqa: E731
+        self.follower = DirectoryFollower(directory, self.read, max_line_bytes=cfg.max_line_bytes, on_warning=warn,
+                                          on_reset=lambda key: self.read.pop(key, None),
+                                          partial_line_grace=partial_line_grace)
+        self.loki_follower: DirectoryFollower | None = None
+        if loki:
+            self.proc = LineProcessor(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes,
+                                                     cfg.loki.batch_entries),
+                                      fingerprinter.group if fingerprinter else None)
             self.proc.replay_until = dict(self.positions.inflight)
-        # where each file starts: the smaller of the two cursors
-        self.count_from = {k: p.offset for k, p in self.read.items()}
-        self.push_from = {k: p.offset for k, p in loki_start.items()} if loki else None
-        start: dict[str, FilePosition] = {}
-        for key in set(self.read) | set(loki_start):
-            # a cursor that does not exist is at 0: start where the first of the two cursors is
-            cursors = [self.read.get(key)] + ([loki_start.get(key)] if loki else [])
-            start[key] = FilePosition() if None in cursors else min(cursors, key=lambda p: p.offset)
-        self.follower = DirectoryFollower(directory, start, max_line_bytes=cfg.max_line_bytes,
-                                          on_warning=lambda m: self.log(f"warning: {m}"),
-                                          on_reset=self._on_reset, partial_line_grace=partial_line_grace)
-        self.registry.register(CoreCollector(lambda: self.core, self.lock, lambda: self.follower.unread))
+            # the metrics follower already warns about truncated or replaced files
+            self.loki_follower = DirectoryFollower(directory, loki_start, max_line_bytes=cfg.max_line_bytes,
+                                                   partial_line_grace=partial_line_grace)
+        self.registry.register(CoreCollector(lambda: self.core, self.lock, self._unread))
         self.server = MetricsServer(listen or cfg.metrics.listen, self.registry,
                                     healthy=self._healthy, ready=self._ready)
         self._queue: queue.Queue = queue.Queue(maxsize=4)
-        self._counting = False
-        self._now: float | None = None
         self._threads: list[threading.Thread] = []
         self._chunk_started: float | None = None
         self._last_save = time.monotonic()
         self._last_expire = time.monotonic()
 
-    # -- per line -------------------------------------------------------------------------------
-    def _group(self, event: Event):
-        """LineProcessor's fingerprint hook: counting happens here, so each event is grouped once."""
-        if self._counting:
-            return self.core.add(event, now=self._now)
-        return self.fingerprinter.group(event) if self.fingerprinter else None
+    def _unread(self) -> int:
+        """Bytes behind the end of the files, for the slower of the two followers."""
+        return max(self.follower.unread, self.loki_follower.unread if self.loki_follower else 0)
 
-    def _on_reset(self, key: str) -> None:
-        self.count_from.pop(key, None)
-        if self.push_from is not None:
-            self.push_from.pop(key, None)
-        self.read.pop(key, None)
-
-    def _line(self, f, rl) -> None:
-        key = f.key
-        counting = rl.offset >= self.count_from.get(key, 0)
-        pushing = self.push_from is not None and rl.offset >= self.push_from.get(key, 0)
-        self._counting = counting
+    # -- metrics follower -------------------------------------------------------------------------
+    def _count(self, key: str, rl, now: float | None) -> None:
+        """Count one line in the core (the caller holds the lock)."""
         core = self.core
-        if pushing:
-            if self._chunk_started is None:
-                self._chunk_started = time.monotonic()
-            res = self.proc.feed(key, rl, f)
-        elif counting:
-            if rl.length > self.cfg.max_line_bytes:
-                res = Invalid(model.TOO_LONG)
-            elif not rl.data.strip():
-                res = None
-            else:
-                res = parse_line(rl.data)
-                if isinstance(res, Event):
-                    core.add(res, now=self._now)
+        core.lines += 1
+        if rl.length > self.cfg.max_line_bytes:
+            core.add_invalid(model.TOO_LONG)
+        elif not rl.data.strip():
+            core.blank_lines += 1
         else:
-            return
-        if counting:
-            core.lines += 1
-            if res is None:
-                core.blank_lines += 1
-            elif isinstance(res, Invalid):
+            res = parse_line(rl.data)
+            if isinstance(res, Event):
+                core.add(res, now=now)
+            else:
                 core.add_invalid(res.reason)
-            self.read[key] = FilePosition(rl.end, rl.lineno, f.anchor_ns)
+        self.read[key] = FilePosition(rl.end, rl.lineno)
 
-    # -- follower thread ------------------------------------------------------------------------
-    def _follow(self) -> None:
+    def _follow_metrics(self) -> None:
         try:
             while not self.stop_event.is_set():
-                self._now = time.time() if self.live else None
+                now = time.time() if self.live else None
                 lines = nbytes = 0
                 lock = self.lock
                 for f, rl in self.follower.poll():
                     with lock:   # per line: a scrape never waits long, even during a backfill
-                        self._line(f, rl)
+                        self._count(f.key, rl, now)
                     lines += 1
                     nbytes += rl.end - rl.offset
-                    if self.proc.sealed:
-                        self._hand_over()
                     if self.stop_event.is_set():
                         break
                 self.selfm.lines.inc(lines)
                 self.selfm.bytes.inc(nbytes)
-                caught_up = self.follower.unread == 0 or lines == 0
-                if caught_up:
+                if self.follower.unread == 0 or lines == 0:
                     self._caught_up()
-                self._maybe_seal(caught_up)
-                now = time.monotonic()
-                if now - self._last_expire >= EXPIRE_INTERVAL:
+                mono = time.monotonic()
+                if mono - self._last_expire >= EXPIRE_INTERVAL:
                     with self.lock:
                         self.core.expire_sessions(time.time())
-                    self._last_expire = now
-                if now - self._last_save >= self.save_interval:
+                    self._last_expire = mono
+                if mono - self._last_save >= self.save_interval:
                     self.save()
                 if lines == 0:
                     self.stop_event.wait(self.poll_interval)
         finally:
-            self._maybe_seal(True, force=True)
             self.save()
-            self._put(_STOP, force=True)
 
     def _caught_up(self) -> None:
         if not self.caught_up.is_set():
@@ -204,13 +172,36 @@ class Service:
                 self.log("backfill complete: following new lines")
             self.live = True
 
+    # -- Loki follower ----------------------------------------------------------------------------
+    def _follow_loki(self) -> None:
+        assert self.loki_follower is not None
+        proc = self.proc
+        try:
+            while not self.stop_event.is_set():
+                lines = 0
+                for f, rl in self.loki_follower.poll():
+                    if self._chunk_started is None:
+                        self._chunk_started = time.monotonic()
+                    proc.feed(f.key, rl, f)
+                    lines += 1
+                    if proc.sealed:
+                        self._hand_over()
+                    if self.stop_event.is_set():
+                        break
+                self._maybe_seal(caught_up=self.loki_follower.unread == 0 or lines == 0)
+                if lines == 0:
+                    self.stop_event.wait(self.poll_interval)
+        finally:
+            self._maybe_seal(True, force=True)
+            self._put(_STOP, force=True)
+
     def _maybe_seal(self, caught_up: bool, force: bool = False) -> None:
-        if self.push_from is None or self._chunk_started is None:
+        """Push a partial chunk once it has waited the batch wait (or at shutdown)."""
+        if self._chunk_started is None:
             return
         age = time.monotonic() - self._chunk_started
         if force or (caught_up and age + self.poll_interval >= self.cfg.loki.batch_wait):
-            chunk = self.proc.chunk
-            if chunk.lines:
+            if self.proc.chunk.lines:
                 self.proc.seal()
                 self._hand_over()
             self._chunk_started = None
@@ -221,16 +212,13 @@ class Service:
         self.proc.sealed.clear()
 
     def _put(self, item, force: bool = False) -> None:
-        if self.push_from is None:
-            return
         while True:
             try:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
                 if self.stop_event.is_set() and not force:
-                    # shutting down with Loki unreachable: leave it to the next start
-                    return
+                    return   # shutting down with Loki unreachable: the next start re-sends it
 
     # -- sender thread --------------------------------------------------------------------------
     def _send(self) -> None:
@@ -279,9 +267,10 @@ class Service:
         if self.client is not None:
             self.client.wait_ready(on_wait=self.log)
         self.server.start()
-        self._threads = [threading.Thread(target=self._follow, name="follower", daemon=True)]
+        self._threads = [threading.Thread(target=self._follow_metrics, name="metrics-follower", daemon=True)]
         if self.delivery is not None:
-            self._threads.append(threading.Thread(target=self._send, name="sender", daemon=True))
+            self._threads += [threading.Thread(target=self._follow_loki, name="loki-follower", daemon=True),
+                              threading.Thread(target=self._send, name="sender", daemon=True)]
         for t in self._threads:
             t.start()
         return self
