@@ -16,7 +16,7 @@ from exporter.deadletter import DeadLetter
 from exporter.importer import Importer, ImportStats
 from exporter.positions import Positions
 from exporter.progress import ImportProgress
-from exporter.reader import ChunkReader, ReaderSettings
+from exporter.reader import ChunkReader, ReaderSettings, delivery_order
 from exporter.sinks.loki.client import LokiClient, LokiError
 from exporter.sources.files import SourceError, discover
 
@@ -52,7 +52,7 @@ def _fingerprinter(cfg: Config):
 def run(args: argparse.Namespace, cfg: Config) -> int:
     err = sys.stderr
     try:
-        files = discover(args.paths or None, default=cfg.logs)
+        files = delivery_order(discover(args.paths or None, default=cfg.logs))
         fingerprint = _fingerprinter(cfg)
     except (SourceError, ConfigError) as exc:
         print(f"telemetry-exporter import: {exc}", file=err)

@@ -19,7 +19,7 @@ from exporter.events.model import Event, Invalid, page_of
 from exporter.events.parse import parse_line
 from exporter.events.timing import format_ns, loki_timestamp_ns
 from exporter.positions import HEAD_BYTES, FilePosition, Positions, head_digest
-from exporter.sources.files import RawLine, open_binary, read_lines, skip_to
+from exporter.sources.files import RawLine, open_binary, read_lines, skip_to, sort_key
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,30 @@ class ReaderSettings:
 def read_head(path: Path) -> bytes:
     with open_binary(path) as f:
         return f.read(HEAD_BYTES)
+
+
+def first_receive_ns(path: Path, max_lines: int = 200) -> int | None:
+    """The server receive time of the first event (among the first lines) of a file."""
+    with open_binary(path) as f:
+        for i, rl in enumerate(read_lines(f)):
+            if i >= max_lines:
+                break
+            ev = parse_line(rl.data) if rl.data.strip() and rl.length == len(rl.data) else None
+            if isinstance(ev, Event) and ev.received_ns is not None:
+                return ev.received_ns
+    return None
+
+
+def delivery_order(files: list[Path]) -> list[Path]:
+    """Files in server-receive order, whatever their names: by the receive time of their first
+    event (files are appended in receive order), then by the day in their name. Loki's per-stream
+    ordering window needs the days in order; names alone may lie (exports, copies)."""
+    keyed = []
+    for path in files:
+        first = first_receive_ns(path)
+        keyed.append(((0, first) if first is not None else (1, 0), sort_key(path), path))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [k[2] for k in keyed]
 
 
 def metadata_for(event: Event, error_type: str | None, retimed: bool) -> dict[str, str] | None:

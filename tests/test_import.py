@@ -372,3 +372,21 @@ def test_bearer_token_from_a_file(tmp_path, capsys):
         captured = capsys.readouterr()
         assert code == 0 and len(emu.entries()) == 1
         assert "tok-123-secret" not in captured.out + captured.err
+
+
+def test_files_are_delivered_in_receive_order_whatever_their_names(tmp_path, loki):
+    """Day 1 in a file named to sort last, day 2 in one named to sort first: Loki still gets
+    day 1 first (otherwise its 1 h ordering window would reject all of day 1)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    day1 = [line(timestamp=f"2025-12-20T10:{i:02d}:00.000Z",
+                 _server={"receivedAt": f"2025-12-20T10:{i:02d}:01+00:00", "batchSentAt": f"2025-12-20T10:{i:02d}:00.500Z"})
+            for i in range(5)]
+    day2 = [line(timestamp=f"2025-12-21T10:{i:02d}:00.000Z",
+                 _server={"receivedAt": f"2025-12-21T10:{i:02d}:01+00:00", "batchSentAt": f"2025-12-21T10:{i:02d}:00.500Z"})
+            for i in range(5)]
+    (logs / "zz-export.jsonl").write_text("\n".join(day1) + "\n")
+    (logs / "aa-export.jsonl").write_text("\n".join(day2) + "\n")
+    code = run_import(loki.url, logs, state=tmp_path / "s")
+    assert code == 0
+    assert set(stored_lines(loki)) == set(day1) | set(day2)
