@@ -18,6 +18,7 @@ from exporter.positions import Positions
 from exporter.progress import ImportProgress
 from exporter.reader import ChunkReader, ReaderSettings, delivery_order
 from exporter.sinks.loki.client import LokiClient, LokiError
+from exporter.sinks.loki.rejections import LINE_TOO_LONG, TOO_FAR_BEHIND, TOO_NEW, TOO_OLD
 from exporter.sources.files import SourceError, discover
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LOKI = 0, 1, 2, 3
@@ -165,12 +166,26 @@ def print_summary(stats: ImportStats, *, dry_run: bool = False, dead_letter: Pat
     w(f"  invalid lines      {sum(stats.invalid.values()):,}" + _by_reason(stats.invalid))
     if not dry_run:
         w(f"  rejected by Loki   {sum(stats.rejected.values()):,}" + _by_reason(stats.rejected))
+        for reason in sorted(stats.rejected):
+            if reason in REJECTION_HINTS:
+                w(f"    {reason}: {REJECTION_HINTS[reason]}")
         w(f"  requests           {stats.requests:,} ({stats.retries:,} retries)")
     if stats.retimed:
         w(f"  late/skewed events {stats.retimed:,} stamped at their receive time (real time in metadata event_time)")
     w(f"  elapsed            {stats.elapsed:.1f}s, {stats.events_per_s:,.0f} events/s")
     if dead_letter:
         w(f"  dead letter        {dead_letter}")
+
+
+# What to do about each kind of entry Loki refused (its reasons, see sinks/loki/rejections.py).
+REJECTION_HINTS = {
+    TOO_OLD: "older than Loki's reject_old_samples_max_age (default 1 week); raise it (the "
+             "bundle's loki/loki-config.yaml allows 90 days), then run import --restart",
+    TOO_FAR_BEHIND: "older than its stream's newest entry minus 1 h: older files were imported after "
+                    "newer ones (import all the days in one run, into fresh streams, e.g. another --app)",
+    TOO_NEW: "more than 10 min ahead of Loki's clock: check the server clocks",
+    LINE_TOO_LONG: "longer than Loki's max_line_size; raise limits_config.max_line_size",
+}
 
 
 def _by_reason(c) -> str:

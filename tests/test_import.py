@@ -193,6 +193,32 @@ def test_rejections_are_accounted_with_lokis_reason(tmp_path, corpus, capsys):
         assert too_old and stored
         assert stored + len(too_old) == manifest["events_total"]
         assert f"rejected by Loki   {len(too_old):,}  (too_old {len(too_old):,})" in out
+        assert "too_old: older than Loki's reject_old_samples_max_age" in out
+
+
+def test_older_day_imported_after_newer_one_is_rejected_accounted_and_explained(tmp_path, capsys):
+    """Loki's per-stream window cannot take a day older than what a stream already holds: a user
+    who imports the last day first and the first day later loses nothing silently."""
+    from benchmarks.generate_corpus import generate
+    from tests.loki_emulator import LokiEmulator
+    logs = tmp_path / "logs"
+    generate(logs, days=3, events=600, seed=5, junk_rate=0)
+    days = sorted(logs.glob("telemetry-*.jsonl"))
+    state = tmp_path / "state"
+    with LokiEmulator(reject_old_samples=False) as emu:
+        assert main(["import", str(days[-1]), "--loki-url", emu.url, "--state-dir", str(state), "-q"]) == 0
+        capsys.readouterr()
+        stored_before = len(emu.entries())
+        code = main(["import", str(days[0]), "--loki-url", emu.url, "--state-dir", str(state), "-q"])
+        out = capsys.readouterr().out
+        dead = [orjson.loads(x) for x in (state / "dead-letter.jsonl").read_bytes().splitlines()]
+    behind = [d for d in dead if d["reason"] == "loki_too_far_behind"]
+    first_day_events = sum(1 for line in days[0].read_bytes().splitlines() if line.strip())
+    assert code == 1
+    assert len(behind) == first_day_events
+    assert len(emu.entries()) == stored_before
+    assert f"(too_far_behind {len(behind):,})" in out
+    assert "older files were imported after newer ones" in out
 
 
 def test_tenant_and_basic_auth_are_sent_and_never_printed(tmp_path, capsys):
