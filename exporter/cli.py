@@ -22,6 +22,7 @@ _LOKI_FLAGS = {
     "insecure_skip_verify": "insecure_skip_verify", "ready_timeout": "ready_timeout",
     "timeout": "timeout", "batch_bytes": "batch_bytes", "batch_entries": "batch_entries",
     "batch_wait": "batch_wait", "compression": "compression", "max_retries": "max_retries",
+    "min_backoff": "min_backoff", "max_backoff": "max_backoff", "flush_after_backfill": "flush_after_backfill",
 }
 _METRICS_FLAGS = {"listen": "listen", "max_sessions": "max_sessions", "max_error_types": "max_error_types"}
 
@@ -57,6 +58,8 @@ def _common(p: argparse.ArgumentParser, loki: bool) -> None:
         lg.add_argument("--compression", choices=["auto", "gzip", "none"],
                         help="push body compression (default auto: none to a Loki on localhost, else gzip)")
         lg.add_argument("--max-retries", type=int, help="retries of a push on 429/5xx/connection errors (default 10)")
+        lg.add_argument("--min-backoff", type=float, help="first retry delay in seconds (default 0.5, doubling)")
+        lg.add_argument("--max-backoff", type=float, help="longest retry delay in seconds (default 30)")
 
 
 def build_parser() -> argparse.ArgumentParser:

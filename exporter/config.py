@@ -25,6 +25,7 @@ Every setting has one name in each layer:
     loki.max_retries      LOKI_MAX_RETRIES                --max-retries
     loki.min_backoff      LOKI_MIN_BACKOFF                --min-backoff     (seconds)
     loki.max_backoff      LOKI_MAX_BACKOFF                --max-backoff     (seconds)
+    loki.flush_after_backfill LOKI_FLUSH_AFTER_BACKFILL   --flush-after-backfill (serve)
     fingerprint.rules     -                               -                 (list of {match, replace|group})
     metrics.listen        TELEMETRY_LISTEN                --listen
     metrics.max_sessions  TELEMETRY_MAX_SESSIONS          --max-sessions
@@ -70,6 +71,9 @@ class LokiConfig:
     max_retries: int = 10
     min_backoff: float = 0.5
     max_backoff: float = 30.0
+    # serve: POST /flush once the backfill is delivered, so imported history is queryable at once
+    # (Loki hides history sitting in its ingester; see loki/loki-config.yaml). Your own Loki only.
+    flush_after_backfill: bool = False
 
     def secret_password(self) -> str | None:
         return _secret(self.password, self.password_file, "password")

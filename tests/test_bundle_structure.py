@@ -397,6 +397,12 @@ def test_compose_ports_volumes_and_secrets():
                 assert src in named, f"{name}: volume {src} is not a declared named volume"
     exporter = SERVICES["exporter"]
     assert exporter["environment"]["LOKI_URL"] == "http://loki:3100"
+    # every variable the compose file gives the exporter is a setting it reads, with a valid value
+    from exporter.config import _ENV_LOKI, _ENV_METRICS, _ENV_TOP, load_config
+    known = {*_ENV_LOKI.values(), *_ENV_METRICS.values(), *_ENV_TOP.values()}
+    assert set(exporter["environment"]) <= known, set(exporter["environment"]) - known
+    cfg = load_config(None, env={k: str(v) for k, v in exporter["environment"].items()})
+    assert cfg.loki.flush_after_backfill is True, "the bundle's Loki must show the backfilled history at once"
     assert exporter["command"][:2] == ["serve", "/data/telemetry-logs"]
     assert "0.0.0.0:9464" in exporter["command"]
     assert any(v.startswith("./telemetry-logs:/data/telemetry-logs") for v in exporter["volumes"])

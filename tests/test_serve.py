@@ -61,7 +61,7 @@ def logs(tmp_path):
 
 
 def start(tmp_path, logs, loki_url=None, **kw) -> Service:
-    env = {"LOKI_URL": loki_url} if loki_url else {}
+    env = {"LOKI_URL": loki_url, **kw.pop("env", {})} if loki_url else {}
     cfg = load_config(None, env=env, flags={"state_dir": str(tmp_path / "state")},
                       metrics_flags={"listen": "127.0.0.1:0", **kw.pop("metrics", {})})
     svc = Service(cfg, logs, loki=loki_url is not None, fingerprinter=Fingerprinter(), log=lambda m: None,
@@ -278,5 +278,33 @@ def test_a_loki_outage_does_not_stall_metrics(tmp_path, logs, loki):
         loki.clear()                                                  # Loki back, empty
         assert wait_for(lambda: sum("During the outage" in e.line for e in loki.entries()) == 12, timeout=40)
         assert scrape(svc)[("telemetry_exporter_loki_push_failures_total", ())] >= 1
+    finally:
+        svc.stop()
+
+
+def test_flush_after_backfill_makes_history_queryable_once(tmp_path, logs, loki):
+    """LOKI_FLUSH_AFTER_BACKFILL: one POST /flush, after every backfill push was answered; none for
+    live lines, none after a restart that had nothing to backfill."""
+    m = manifest()
+    flushes = lambda: [i for i, r in enumerate(loki.requests) if r.route == "/flush"]  # noqa: E731
+    svc = start(tmp_path, logs, loki_url=loki.url, env={"LOKI_FLUSH_AFTER_BACKFILL": "true"}, grace=30)
+    try:
+        assert wait_for(lambda: len(flushes()) == 1, timeout=10)
+        pushes = [i for i, r in enumerate(loki.requests) if r.route == "/loki/api/v1/push"]
+        assert pushes and max(pushes) < flushes()[0]
+        assert len(loki.entries()) == m["events_total"] - 1        # the last line has no newline yet
+        today = sorted(logs.glob("*.jsonl"))[-1]
+        with open(today, "a") as f:
+            f.write("\n" + event_line("Live line", etype="event"))
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"] + 1, timeout=3)
+        time.sleep(0.5)
+        assert len(flushes()) == 1
+    finally:
+        svc.stop()
+    svc = start(tmp_path, logs, loki_url=loki.url, env={"LOKI_FLUSH_AFTER_BACKFILL": "true"})
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        time.sleep(0.6)
+        assert len(flushes()) == 1
     finally:
         svc.stop()

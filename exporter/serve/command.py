@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", nargs="?", metavar="DIR", help="directory of telemetry files (default ./telemetry-logs)")
     p.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /ready (default 127.0.0.1:9464)")
     p.add_argument("--no-loki", action="store_true", help="do not push to Loki: metrics only")
+    p.add_argument("--flush-after-backfill", action="store_true", default=None,
+                   help="POST /flush to Loki once the existing files are delivered, so their history is "
+                        "queryable at once (your own Loki; env LOKI_FLUSH_AFTER_BACKFILL)")
     p.add_argument("--max-sessions", type=int, help="per-session series kept in /metrics (default 1000)")
     p.add_argument("--max-error-types", type=int, help="error types with their own series (default 500)")
 

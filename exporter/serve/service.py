@@ -41,6 +41,7 @@ POLL_INTERVAL = 0.25
 SAVE_INTERVAL = 5.0
 EXPIRE_INTERVAL = 60.0
 _STOP = object()
+_FLUSH = object()   # sender: ask Loki to flush (after the backfill is delivered)
 
 
 class Service:
@@ -176,6 +177,8 @@ class Service:
     def _follow_loki(self) -> None:
         assert self.loki_follower is not None
         proc = self.proc
+        backfilled = 0          # lines read before first catching up, in this run
+        flush_pending = self.cfg.loki.flush_after_backfill
         try:
             while not self.stop_event.is_set():
                 lines = 0
@@ -188,7 +191,15 @@ class Service:
                         self._hand_over()
                     if self.stop_event.is_set():
                         break
-                self._maybe_seal(caught_up=self.loki_follower.unread == 0 or lines == 0)
+                caught_up = self.loki_follower.unread == 0 or lines == 0
+                backfilled += lines
+                if flush_pending and caught_up:
+                    self._maybe_seal(True, force=True)
+                    if backfilled:
+                        self._put(_FLUSH)   # after the backfill's chunks: the sender keeps order
+                    flush_pending = False
+                else:
+                    self._maybe_seal(caught_up=caught_up)
                 if lines == 0:
                     self.stop_event.wait(self.poll_interval)
         finally:
@@ -228,6 +239,9 @@ class Service:
             chunk = self._queue.get()
             if chunk is _STOP:
                 return
+            if chunk is _FLUSH:
+                self._flush_loki()
+                continue
             while True:
                 before_sent, before_rej = self.stats.delivered, dict(self.stats.rejected)
                 try:
@@ -246,6 +260,12 @@ class Service:
                     self.selfm.rejected.labels(reason).inc(n - before_rej.get(reason, 0))
             if chunk.pushes:
                 self.selfm.last_success.set(time.time())
+
+    def _flush_loki(self) -> None:
+        assert self.client is not None
+        warning = self.client.flush()
+        self.log(f"warning: {warning}" if warning else
+                 "backfill delivered: asked Loki to flush, so its history is queryable now")
 
     # -- state ----------------------------------------------------------------------------------
     def save(self) -> None:
