@@ -263,6 +263,16 @@ def example_of(event: Event, kind: str, template: str) -> str:
     return template[:EXAMPLE_MAX_CHARS]
 
 
+def _count_capped(counts: dict[str, int], key: str, cap: int | None) -> None:
+    """counts[key] += 1, but past ``cap`` distinct keys new ones are counted under OTHER_LABEL."""
+    if key in counts:
+        counts[key] += 1
+    elif cap is not None and len(counts) >= cap:
+        counts[OTHER_LABEL] = counts.get(OTHER_LABEL, 0) + 1
+    else:
+        counts[key] = 1
+
+
 class Aggregator:
     """The aggregation core. See the module docstring.
 
@@ -387,26 +397,11 @@ class Aggregator:
         if sid is not None:
             st.sessions.add(sid)
         cap = self.limits.max_labels_per_type
-        page = page_of(event.url) or NO_PAGE
-        pages = st.pages
-        if page in pages:
-            pages[page] += 1
-        elif cap is not None and len(pages) >= cap:
-            pages[OTHER_LABEL] = pages.get(OTHER_LABEL, 0) + 1
-        else:
-            pages[page] = 1
+        _count_capped(st.pages, page_of(event.url) or NO_PAGE, cap)
         st.hours[(t // NS_PER_HOUR) % 24] += 1
         if kind == FAILED_OPERATION:
             reason = group.reason
-            if reason is None:
-                reason = NO_REASON
-            reasons = st.reasons
-            if reason in reasons:
-                reasons[reason] += 1
-            elif cap is not None and len(reasons) >= cap:
-                reasons[OTHER_LABEL] = reasons.get(OTHER_LABEL, 0) + 1
-            else:
-                reasons[reason] = 1
+            _count_capped(st.reasons, NO_REASON if reason is None else reason, cap)
 
     @staticmethod
     def _new_type(kind: str, error_type: str, template: str, group_template: str, event: Event,
