@@ -139,6 +139,41 @@ def test_429_and_5xx_storms_are_retried(tmp_path, loki, corpus, capsys):
     assert "(7 retries)" in out
 
 
+def test_pushes_bigger_than_lokis_rate_limit_burst_are_split_not_lost(tmp_path, corpus, capsys):
+    """A Loki whose rate-limit burst (64 KiB) is smaller than a push refuses that push with 429
+    forever (recorded: 3 MB against a 1 MB burst). The client sends such a push in halves, in
+    order, and from then on smaller pushes: every event arrives, once, with a warning that says
+    what to tune."""
+    from tests.loki_emulator import LokiEmulator
+    directory, manifest = corpus
+    with LokiEmulator(reject_old_samples=False, ingestion_rate_mb=64, ingestion_burst_size_mb=1 / 16) as emu:
+        code = main(["import", str(directory), "--loki-url", emu.url, "--state-dir", str(tmp_path), "-q",
+                     "--batch-bytes", "262144", "--config", str(_fast_retry_config(tmp_path))])
+        captured = capsys.readouterr()
+        lines = stored_lines(emu)
+        refused = [r for r in emu.push_requests if r.status == 429]
+    assert code == 1, captured.err                     # the corpus' junk lines only
+    assert lines == valid_lines_of(directory)          # every event, each exactly once
+    assert "rejected by Loki   0" in captured.out
+    assert refused and all("ingestion rate limit exceeded" in r.response_body for r in refused)
+    assert "Loki keeps rate-limiting pushes of" in captured.err and "--batch-bytes" in captured.err
+
+
+def test_an_entry_bigger_than_the_burst_gives_up_with_a_hint(tmp_path, capsys):
+    from tests.loki_emulator import LokiEmulator
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    line = ('{"type":"event","data":{"name":"%s"},"timestamp":"2025-12-30T10:00:00.000Z"}\n' % ("x" * 5000))
+    (logs / "telemetry-2025-12-30.jsonl").write_text(line)
+    with LokiEmulator(reject_old_samples=False, ingestion_rate_mb=64, ingestion_burst_size_mb=0.001) as emu:
+        code = main(["import", str(logs), "--loki-url", emu.url, "--state-dir", str(tmp_path / "s"), "-q",
+                     "--config", str(_fast_retry_config(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "giving up on Loki" in err and "429 ingestion rate limit exceeded" in err
+    assert "raise its ingestion_rate_mb / ingestion_burst_size_mb" in err
+
+
 def _fast_retry_config(tmp_path):
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("loki:\n  min_backoff: 0.01\n  max_backoff: 0.05\n  max_retries: 5\n")

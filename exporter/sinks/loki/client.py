@@ -1,8 +1,9 @@
 """A Loki client: wait until ready, push one stream with bounded retries, flush.
 
 ``push`` returns which entries Loki ignored and why. It retries 429, 5xx and connection
-errors (exponential backoff, jitter, Retry-After), never a 400, and raises LokiError for
-anything it cannot recover from (auth, 404, 413, 422, retries exhausted).
+errors (exponential backoff, jitter, Retry-After), never a 400, splits a push that Loki's rate
+limiter keeps refusing, and raises LokiError for anything it cannot recover from (auth, 404,
+413, 422, retries exhausted).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from exporter.sinks.loki.retry import backoff, is_retryable, parse_retry_after
 
 class LokiError(Exception):
     """Loki cannot take the data: unreachable, not ready, refused (exit code 3)."""
+
+
+# A push that Loki's rate limiter refuses this many times in a row is sent again in halves: a
+# push larger than the limiter's burst is refused forever, however long the client waits.
+SPLIT_AFTER_RATE_LIMITS = 4
 
 
 @dataclass(slots=True)
@@ -61,6 +67,7 @@ class LokiClient:
         self._on_duration = on_duration
         self._on_warning = on_warning
         self.send_metadata = True   # off once Loki says structured metadata is disallowed
+        self.fit_bytes: int | None = None   # set once Loki's rate limiter refused bigger pushes
         self.compression = effective_compression(cfg.compression, self.base)
         self.stats = ClientStats()
         self._lock = threading.Lock()
@@ -125,13 +132,15 @@ class LokiClient:
             if self._on_duration:
                 self._on_duration(time.monotonic() - started)
 
-    def _send(self, push: req.Push, result: PushResult) -> tuple[httpx.Response, bool]:
+    def _send(self, push: req.Push, result: PushResult, can_split: bool = False) -> tuple[httpx.Response, bool]:
         """One push, retried while retryable. Returns the final (non-retryable) response, and
-        whether the push carried structured metadata."""
+        whether the push carried structured metadata. Raises _RateLimitedAsAWhole when
+        ``can_split`` and Loki's rate limiter keeps refusing it."""
         with_metadata = self.send_metadata
         body, headers = req.compress(req.encode(push if with_metadata else push.without_metadata()),
                                      self.compression)
         attempt = 0
+        rate_limited = 0
         while True:
             result.requests += 1
             status: int | None
@@ -144,11 +153,16 @@ class LokiClient:
                 resp, status, detail, retry_after = None, None, type(exc).__name__, None
             if resp is not None and not is_retryable(status):
                 return resp, with_metadata
+            rate_limited = rate_limited + 1 if status == 429 and "rate limit" in detail.lower() else 0
+            if can_split and rate_limited >= SPLIT_AFTER_RATE_LIMITS:
+                raise _RateLimitedAsAWhole(len(body))
             if attempt >= self.cfg.max_retries:
                 with self._lock:
                     self.stats.failures += 1
+                hint = (" (Loki's rate limit: raise its ingestion_rate_mb / ingestion_burst_size_mb, or lower "
+                        "--batch-bytes)" if rate_limited else "")
                 raise LokiError(f"giving up on Loki at {self.safe_url} after {attempt + 1} attempts "
-                                f"(last: {status or 'connection error'} {detail})")
+                                f"(last: {status or 'connection error'} {detail}){hint}")
             delay = backoff(attempt, self.cfg.min_backoff, self.cfg.max_backoff, retry_after)
             attempt += 1
             result.retries += 1
@@ -162,7 +176,7 @@ class LokiClient:
         """Deliver one stream's entries; report the ones Loki ignored (never retried)."""
         result = PushResult()
         try:
-            self._resolve(push, list(range(len(push.values))), result, depth=0)
+            self._deliver_all(push, result)
         except _MetadataDisallowed:
             # An older Loki (schema < v13, or structured metadata switched off): labels and lines
             # still work. Send again without metadata, and from now on.
@@ -174,16 +188,49 @@ class LokiClient:
                                  "event_time): sending lines and labels only; enable allow_structured_metadata "
                                  "(schema v13) to keep them")
             result = PushResult(retries=result.retries, requests=result.requests)
-            self._resolve(push, list(range(len(push.values))), result, depth=0)
+            self._deliver_all(push, result)
         with self._lock:
             self.stats.requests += result.requests
             self.stats.entries_sent += len(push.values) - len(result.rejected)
             self.stats.last_success = time.time()
         return result
 
+    def _deliver_all(self, push: req.Push, result: PushResult) -> None:
+        """Push every entry: in one request, or in consecutive parts that fit Loki's rate limit."""
+        everything = list(range(len(push.values)))
+        fit = self.fit_bytes
+        if fit is None or push.line_bytes <= fit:
+            self._resolve(push, everything, result, depth=0)
+            return
+        part: list[int] = []
+        size = 0
+        for i, value in enumerate(push.values):
+            n = len(value[1])
+            if part and size + n > fit:
+                self._resolve(push, part, result, depth=1)
+                part, size = [], 0
+            part.append(i)
+            size += n
+        self._resolve(push, part, result, depth=1)
+
     def _resolve(self, push: req.Push, indexes: list[int], result: PushResult, depth: int) -> None:
         sub = push if depth == 0 else push.subset(indexes)
-        resp, with_metadata = self._send(sub, result)
+        try:
+            resp, with_metadata = self._send(sub, result, can_split=len(indexes) > 1)
+        except _RateLimitedAsAWhole:
+            # Loki's limiter refuses this push whatever the wait (bigger than its burst): send it
+            # in halves, in order, and from now on push at most half this size.
+            size = sum(len(push.values[i][1]) for i in indexes)
+            with self._lock:
+                first = self.fit_bytes is None
+                self.fit_bytes = max(1, min(self.fit_bytes or size, size // 2))
+            if first and self._on_warning:
+                self._on_warning(f"Loki keeps rate-limiting pushes of {size:,} bytes: sending smaller pushes "
+                                 "(set --batch-bytes lower, or raise Loki's ingestion_burst_size_mb)")
+            half = len(indexes) // 2
+            self._resolve(push, indexes[:half], result, depth + 1)
+            self._resolve(push, indexes[half:], result, depth + 1)
+            return
         status = resp.status_code
         if status in (200, 204):
             return
@@ -225,6 +272,10 @@ class LokiClient:
 
 
 class _MetadataDisallowed(Exception):
+    pass
+
+
+class _RateLimitedAsAWhole(Exception):
     pass
 
 
