@@ -33,7 +33,12 @@ HTTP = http()
 # Recordings
 # ---------------------------------------------------------------------------------------------
 
-def _recordings_file() -> Path | None:
+# A copy of the recordings travels with the tests (tests/data/), so CI on a bare checkout
+# replays them too; the reference beside the repository, when present, is the original.
+VENDORED_RECORDINGS = Path(__file__).resolve().parent / "data" / "loki-recordings.jsonl"
+
+
+def _reference_recordings() -> Path | None:
     candidates = [Path(__file__).resolve().parents[2] / "shared" / "reference" / "loki-recordings.jsonl"]
     env = os.environ.get("TELEMETRY_SHARED_DIR")
     if env:
@@ -44,12 +49,21 @@ def _recordings_file() -> Path | None:
     return None
 
 
-RECORDINGS_FILE = _recordings_file()
+REFERENCE_RECORDINGS = _reference_recordings()
+RECORDINGS_FILE = REFERENCE_RECORDINGS or (VENDORED_RECORDINGS if VENDORED_RECORDINGS.is_file() else None)
 RECORDINGS = ([json.loads(line) for line in RECORDINGS_FILE.read_text().splitlines() if line.strip()]
               if RECORDINGS_FILE else [])
 needs_recordings = pytest.mark.skipif(
     RECORDINGS_FILE is None,
-    reason="loki-recordings.jsonl not found: expected at <repo>/../shared/reference/ or $TELEMETRY_SHARED_DIR/reference/")
+    reason="loki-recordings.jsonl not found (tests/data/, <repo>/../shared/reference/ or $TELEMETRY_SHARED_DIR)")
+
+
+
+@pytest.mark.skipif(REFERENCE_RECORDINGS is None, reason="no reference recordings beside the repository")
+def test_vendored_recordings_are_the_reference():
+    assert VENDORED_RECORDINGS.read_bytes() == REFERENCE_RECORDINGS.read_bytes(), \
+        "tests/data/loki-recordings.jsonl differs from the reference: copy it again"
+
 
 # Bodies the recording abbreviates, rebuilt from their scenario.
 MALFORMED_66 = b'{"streams":[{"stream":{"app":"rec"},"values":[["123","unterminated'
