@@ -88,6 +88,7 @@ class LineProcessor:
         self._pos = None
         self.replay_until: dict[str, int] = {}  # file -> end of the chunk in flight when interrupted
         self.replay_all = False                 # --restart: Loki may hold any of these lines already
+        self._looked_ahead: set[str] = set()    # files searched for a first receive time
 
     def seal(self) -> None:
         """Close the current chunk (even if partial) and start a new one."""
@@ -122,6 +123,11 @@ class LineProcessor:
             else:
                 if ev.received_ns is not None:
                     pos.anchor_ns = ev.received_ns
+                elif pos.anchor_ns is None and key not in self._looked_ahead:
+                    # no receive time yet in this file: anchor on the first one further down, so
+                    # a skewed client clock at the top of a file cannot set its streams' pace
+                    self._looked_ahead.add(key)
+                    pos.anchor_ns = first_receive_ns(Path(key))
                 ts, retimed = loki_timestamp_ns(ev.time_ns, pos.anchor_ns, rl.offset)
                 stream = ev.stream
                 size = len(rl.data)

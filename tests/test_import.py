@@ -81,6 +81,27 @@ def test_exact_push_payload(tmp_path, loki):
     assert v["values"][0][1] == late
 
 
+def test_lines_without_receive_time_at_the_top_of_a_file_take_the_first_one_below(tmp_path, loki):
+    """A skewed client clock (2 days ahead) on a line with no `_server` at the top of a file must
+    not set the stream's pace: it is stamped at the first receive time of the file, and every
+    following line of the stream is stored."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    ahead = line(timestamp="2025-12-28T10:00:00.000Z", _server=None)
+    sane = line(timestamp="2025-12-26T10:16:10.000Z", _server=None)
+    rest = [line(data={"name": f"view {i}"}) for i in range(3)]
+    (logs / "telemetry-2025-12-26.jsonl").write_text("\n".join([ahead, sane, *rest]) + "\n")
+    assert run_import(loki.url, logs, state=tmp_path / "state") == 0
+    stored = {e.line: e for e in loki.entries()}
+    assert sorted(stored) == sorted([ahead, sane, *rest])
+    received = 1766744175 * NS_PER_S                   # 2025-12-26T10:16:15Z, from the lines below
+    assert stored[ahead].ts_ns == received       # offset 0 in the sub-ms digits
+    assert stored[ahead].metadata["event_time"] == "2025-12-28T10:00:00.000Z"
+    # within 15 min before the receive time: its own time is kept
+    assert stored[sane].ts_ns == 1766744170 * NS_PER_S + len(ahead) + 1
+    assert "event_time" not in stored[sane].metadata
+
+
 # --- the corpus: everything delivered once, nothing rejected ---------------------------------
 
 def test_corpus_delivered_exactly_once_with_skewed_and_late_events(tmp_path, loki, corpus, capsys):

@@ -117,7 +117,7 @@ def loki_timestamp_ns(event_ns: int, anchor_ns: int | None, line_offset: int) ->
     """The timestamp an event gets in Loki, and whether it differs from the event time.
 
     ``anchor_ns`` is the server receive time of the line (or, for a line without one, of the
-    last line before it in the same file). Files are written in server-receive order, so anchors
+    last line before it in the same file, or at the top of a file of the first line below). Files are written in server-receive order, so anchors
     only move forward; a Loki stream rejects entries older than its newest entry minus 1 h.
     Using the event time when it lies in [anchor - 15 min, anchor + 1 min] and the anchor
     otherwise keeps every entry within 15 min of the stream's forward-moving edge: skewed clocks
