@@ -402,6 +402,15 @@ def test_loki_without_structured_metadata_still_gets_every_line(tmp_path, corpus
         assert all(not e.metadata for e in emu.entries())
 
 
+def test_the_push_url_itself_is_accepted_as_loki_url(tmp_path, loki):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-26.jsonl").write_text(line() + "\n")
+    assert run_import(loki.url + "/loki/api/v1/push", logs, state=tmp_path / "state") == 0
+    assert [e.line for e in loki.entries()] == [line()]
+    assert {r.route for r in loki.requests} == {"/ready", "/loki/api/v1/push"}
+
+
 def test_loki_behind_a_gateway_without_ready_endpoint(tmp_path, loki, capsys):
     logs = tmp_path / "logs"
     logs.mkdir()
