@@ -223,6 +223,10 @@ def load_config(
     metrics.update(_layer(MetricsConfig, dict(metrics_flags or {}), "command line"))
 
     lc = LokiConfig(**loki).split_url()
+    if lc.url:
+        # the base URL; the push URL itself (as Promtail configs have it) is accepted too, and
+        # both name the same target in the positions file
+        lc = replace(lc, url=lc.url.rstrip("/").removesuffix("/loki/api/v1/push"))
     if lc.compression not in ("auto", "gzip", "none"):
         raise ConfigError(f"compression must be auto, gzip or none, not {lc.compression!r}")
     return Config(**top, loki=lc, metrics=MetricsConfig(**metrics), fingerprint_rules=tuple(rules))

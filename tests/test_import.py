@@ -409,6 +409,9 @@ def test_the_push_url_itself_is_accepted_as_loki_url(tmp_path, loki):
     assert run_import(loki.url + "/loki/api/v1/push", logs, state=tmp_path / "state") == 0
     assert [e.line for e in loki.entries()] == [line()]
     assert {r.route for r in loki.requests} == {"/ready", "/loki/api/v1/push"}
+    pushes = len(loki.push_requests)
+    assert run_import(loki.url + "/", logs, state=tmp_path / "state") == 0   # the same target
+    assert len(loki.push_requests) == pushes
 
 
 def test_loki_behind_a_gateway_without_ready_endpoint(tmp_path, loki, capsys):

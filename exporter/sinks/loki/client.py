@@ -60,8 +60,7 @@ class LokiClient:
         if not cfg.url:
             raise LokiError("no Loki URL: set LOKI_URL, --loki-url or loki.url in the config file")
         self.cfg = cfg
-        # the push URL itself (as Promtail's config has it) is accepted for the base URL
-        self.base = cfg.url.rstrip("/").removesuffix(req.PUSH_PATH)
+        self.base = cfg.url.rstrip("/")
         self.safe_url = redact_url(cfg.url)
         self._sleep = sleep
         self._on_retry = on_retry
