@@ -69,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p, loki=name != "report")
-        try:
-            import_module(module).add_arguments(p)
-        except ImportError:
-            p.set_defaults(_unavailable=module)
+        import_module(module).add_arguments(p)
     return parser
 
 
@@ -88,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    if getattr(args, "_unavailable", None):
-        print(f"telemetry-exporter {args.command}: not available in this build", file=sys.stderr)
         return EXIT_USAGE
     try:
         cfg = config_from_args(args)

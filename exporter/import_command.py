@@ -13,6 +13,7 @@ from pathlib import Path
 
 from exporter.config import Config, ConfigError, redact_url
 from exporter.deadletter import DeadLetter
+from exporter.events.fingerprint import Fingerprinter, rules_from_config
 from exporter.importer import Importer, ImportStats
 from exporter.positions import Positions
 from exporter.progress import ImportProgress
@@ -41,10 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fingerprinter(cfg: Config):
     try:
-        from exporter.events.fingerprint import Fingerprinter, rules_from_config
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return None
-    try:
         return Fingerprinter(rules_from_config(list(cfg.fingerprint_rules))).group
     except ValueError as exc:
         raise ConfigError(f"fingerprint rules: {exc}") from None
@@ -52,8 +49,11 @@ def _fingerprinter(cfg: Config):
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     err = sys.stderr
+    def warn(msg: str) -> None:
+        print(f"warning: {msg}", file=err)
+
     try:
-        files = delivery_order(discover(args.paths or None, default=cfg.logs))
+        files = delivery_order(discover(args.paths or None, default=cfg.logs, on_warning=warn))
         fingerprint = _fingerprinter(cfg)
     except (SourceError, ConfigError) as exc:
         print(f"telemetry-exporter import: {exc}", file=err)
@@ -72,9 +72,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.restart and dead_letter.path and dead_letter.path.exists():
         dead_letter.path.unlink()
     verbose = args.verbose
-
-    def warn(msg: str) -> None:
-        print(f"warning: {msg}", file=err)
 
     client = None
     if not args.dry_run:

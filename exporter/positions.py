@@ -20,6 +20,8 @@ from pathlib import Path
 
 import orjson
 
+from exporter.sources.files import file_key
+
 HEAD_BYTES = 1024
 VERSION = 1
 
@@ -86,7 +88,7 @@ class Positions:
 
     def start_for(self, path: Path, read_head: bytes, size: int) -> tuple[FilePosition, str | None]:
         """Where to start reading ``path``, and a warning when it changed since last time."""
-        key = str(path)
+        key = file_key(path)
         old = self.files.get(key)
         if old is None or old.offset == 0:
             return FilePosition(), None

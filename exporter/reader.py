@@ -19,7 +19,7 @@ from exporter.events.model import Event, Invalid, page_of
 from exporter.events.parse import parse_line
 from exporter.events.timing import format_ns, loki_timestamp_ns
 from exporter.positions import HEAD_BYTES, FilePosition, Positions, head_digest
-from exporter.sources.files import RawLine, open_binary, read_lines, skip_to, sort_key
+from exporter.sources.files import RawLine, file_key, open_binary, read_lines, skip_to, sort_key
 
 
 @dataclass(frozen=True)
@@ -102,24 +102,26 @@ class LineProcessor:
         if self._key == key:
             self._key = self._pos = None
 
-    def feed(self, key: str, rl: RawLine, pos: FilePosition) -> Event | Invalid | None:
-        """Process one line of file ``key``; ``pos`` (that file's cursor) moves past it.
+    def feed(self, key: str, rl: RawLine, pos: FilePosition, path: Path | None = None) -> Event | Invalid | None:
+        """Process one line of file ``key`` (its :func:`file_key`; ``path``, the file itself, when
+        it differs: a ``.gz``); ``pos`` (that file's cursor) moves past it.
 
         Returns the Event, the Invalid (with its reason), or None for a blank line.
         """
         s = self.s
         chunk = self.chunk
+        name = key if path is None else str(path)
         result: Event | Invalid | None = None
         if rl.length > s.max_line_bytes:
             result = Invalid(model.TOO_LONG, f"line of {rl.length} bytes exceeds {s.max_line_bytes}")
-            chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, model.TOO_LONG, result.detail,
+            chunk.invalid.append(DeadLetterRecord(name, rl.lineno, rl.offset, model.TOO_LONG, result.detail,
                                                   rl.data, rl.length))
         elif not rl.data.strip():
             chunk.blank += 1
         else:
             ev = result = parse_line(rl.data)
             if isinstance(ev, Invalid):
-                chunk.invalid.append(DeadLetterRecord(key, rl.lineno, rl.offset, ev.reason, ev.detail, rl.data))
+                chunk.invalid.append(DeadLetterRecord(name, rl.lineno, rl.offset, ev.reason, ev.detail, rl.data))
             else:
                 if ev.received_ns is not None:
                     pos.anchor_ns = ev.received_ns
@@ -127,7 +129,7 @@ class LineProcessor:
                     # no receive time yet in this file: anchor on the first one further down, so
                     # a skewed client clock at the top of a file cannot set its streams' pace
                     self._looked_ahead.add(key)
-                    pos.anchor_ns = first_receive_ns(Path(key))
+                    pos.anchor_ns = first_receive_ns(Path(name))
                 ts, retimed = loki_timestamp_ns(ev.time_ns, pos.anchor_ns, rl.offset)
                 stream = ev.stream
                 size = len(rl.data)
@@ -137,7 +139,7 @@ class LineProcessor:
                 group = self.fingerprint(ev) if self.fingerprint else None
                 chunk.add(stream, self._labels[stream], ts, ev.line,
                           metadata_for(ev, getattr(group, "error_type", None), retimed),
-                          size, (key, rl.lineno, rl.offset,
+                          size, (name, rl.lineno, rl.offset,
                                  self.replay_all or rl.offset < self.replay_until.get(key, 0)))
                 chunk.events_by_type[stream] += 1
                 if retimed:
@@ -178,7 +180,7 @@ class ChunkReader:
         heads: dict[str, bytes] = {}
         done_bytes = 0
         for files_done, path in enumerate(files):
-            key = str(path)
+            key = file_key(path)
             size = path.stat().st_size
             heads[key] = read_head(path)
             start, warning = self.positions.start_for(path, heads[key], size)
@@ -192,7 +194,7 @@ class ChunkReader:
                 raw_file = getattr(getattr(f, "raw", None), "fileobj", None)  # gzip: compressed position
                 for rl in read_lines(f, offset=start.offset, lineno=start.lineno,
                                      max_line_bytes=self.s.max_line_bytes):
-                    proc.feed(key, rl, pos)
+                    proc.feed(key, rl, pos, path)
                     if proc.sealed:
                         for chunk in proc.sealed:
                             chunk.progress_bytes = done_bytes + (raw_file.tell() if raw_file else rl.offset)

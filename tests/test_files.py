@@ -68,3 +68,12 @@ def test_discover_sorts_by_day_and_accepts_files_dirs_globs(tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no \\*.jsonl"):
         discover([str(empty)])
+
+
+def test_a_day_both_plain_and_gzipped_is_read_once(tmp_path):
+    for name in ["telemetry-2025-12-01.jsonl", "telemetry-2025-12-01.jsonl.gz", "telemetry-2025-12-02.jsonl.gz"]:
+        (tmp_path / name).write_bytes(b"")
+    warnings = []
+    names = [p.name for p in discover([str(tmp_path)], on_warning=warnings.append)]
+    assert names == ["telemetry-2025-12-01.jsonl", "telemetry-2025-12-02.jsonl.gz"]
+    assert warnings == ["telemetry-2025-12-01.jsonl.gz skipped: telemetry-2025-12-01.jsonl holds the same day"]

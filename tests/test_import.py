@@ -484,3 +484,25 @@ def test_files_are_delivered_in_receive_order_whatever_their_names(tmp_path, lok
     code = run_import(loki.url, logs, state=tmp_path / "s")
     assert code == 0
     assert set(stored_lines(loki)) == set(day1) | set(day2)
+
+
+def test_a_day_gzipped_in_place_after_import_is_not_sent_again(tmp_path, loki):
+    """Retention compresses old days (x.jsonl -> x.jsonl.gz): the archive is the same file, and
+    an import after that sends only what was appended before compression."""
+    import gzip
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    day = logs / "telemetry-2025-12-26.jsonl"
+    first = [line(data={"name": f"view {i}"}) for i in range(5)]
+    day.write_text("\n".join(first) + "\n")
+    state = tmp_path / "state"
+    assert run_import(loki.url, logs, state=state) == 0
+    more = line(data={"name": "appended before compression"},
+                _server={"receivedAt": "2025-12-26T10:20:00+00:00", "batchSentAt": "2025-12-26T10:19:59.000Z"})
+    (logs / "telemetry-2025-12-26.jsonl.gz").write_bytes(gzip.compress(day.read_bytes() + more.encode() + b"\n"))
+    day.unlink()
+    n_requests = len(loki.requests)
+    assert run_import(loki.url, logs, state=state) == 0
+    pushes = [r.json for r in loki.requests[n_requests:] if r.path.endswith("/push")]
+    assert [v[1] for p in pushes for s in p["streams"] for v in s["values"]] == [more]
+    assert stored_lines(loki) == Counter(first + [more])

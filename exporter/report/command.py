@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, cfg: Config | None = None) -> int:
                               flags={"max_line_bytes": getattr(args, "max_line_bytes", None)})
         window = window_from_args(args, now_ns)
         paths = getattr(args, "paths", None) or None
-        files = discover(paths, default=cfg.logs)
+        files = discover(paths, default=cfg.logs, on_warning=lambda m: print(f"report: warning: {m}", file=err))
         make_fingerprinter(cfg.fingerprint_rules)   # bad rules: a usage error, before any work
     except (ConfigError, SourceError, UsageError, ValueError) as exc:
         print(f"report: error: {exc}", file=err)

@@ -185,7 +185,7 @@ class Service:
                 for f, rl in self.loki_follower.poll():
                     if self._chunk_started is None:
                         self._chunk_started = time.monotonic()
-                    proc.feed(f.key, rl, f)
+                    proc.feed(f.key, rl, f, f.path)
                     lines += 1
                     if proc.sealed:
                         self._hand_over()

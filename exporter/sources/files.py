@@ -13,7 +13,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_LINE_BYTES = 256 * 1024  # Loki's default max_line_size
@@ -40,12 +40,40 @@ def is_telemetry_file(path: Path) -> bool:
     return path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")
 
 
-def discover(paths: list[str] | None, default: str = "telemetry-logs") -> list[Path]:
+def file_key(path: Path) -> str:
+    """The identity of a telemetry file in positions and state: its path without ``.gz``.
+
+    Retention gzips old days in place (``telemetry-2025-12-01.jsonl`` becomes ``...jsonl.gz``);
+    offsets count decompressed bytes, so the archive continues exactly where the plain file
+    stopped and nothing is delivered or counted twice.
+    """
+    s = str(path)
+    return s[:-3] if s.endswith(".gz") else s
+
+
+def one_per_day(paths: list[Path], on_warning: Callable[[str], None] | None = None) -> list[Path]:
+    """Drop a ``.jsonl.gz`` whose plain ``.jsonl`` twin is also there (the same day, caught in
+    the middle of being compressed, or kept twice): reading both would count every line twice.
+    The plain file wins: it is complete, the archive may still be being written."""
+    plain = {file_key(p) for p in paths if not p.name.endswith(".gz")}
+    kept = []
+    for p in paths:
+        if p.name.endswith(".gz") and file_key(p) in plain:
+            if on_warning:
+                on_warning(f"{p.name} skipped: {p.name[:-3]} holds the same day")
+            continue
+        kept.append(p)
+    return kept
+
+
+def discover(paths: list[str] | None, default: str = "telemetry-logs",
+             on_warning: Callable[[str], None] | None = None) -> list[Path]:
     """Expand PATH arguments (files, directories, globs) into telemetry files, oldest day first.
 
     A directory contributes its ``*.jsonl`` and ``*.jsonl.gz`` files (not recursive). Files are
     sorted by the date in their name, then by name, so days are delivered in time order whatever
-    order they were given in. Raises SourceError when a PATH matches nothing.
+    order they were given in; a day present both plain and gzipped is read once (see
+    :func:`one_per_day`). Raises SourceError when a PATH matches nothing.
     """
     found: dict[Path, None] = {}
     for arg in paths or [default]:
@@ -63,7 +91,7 @@ def discover(paths: list[str] | None, default: str = "telemetry-logs") -> list[P
                 raise SourceError(f"{arg}: no such file, directory or matching files")
         for m in matches:
             found[m.resolve()] = None
-    return sorted(found, key=sort_key)
+    return one_per_day(sorted(found, key=sort_key), on_warning)
 
 
 def sort_key(path: Path) -> tuple[str, str]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from exporter.positions import HEAD_BYTES, FilePosition, head_digest
-from exporter.sources.files import DEFAULT_MAX_LINE_BYTES, RawLine, is_telemetry_file, open_binary, read_lines, skip_to, sort_key
+from exporter.sources.files import (DEFAULT_MAX_LINE_BYTES, RawLine, file_key, is_telemetry_file, one_per_day,
+                                    open_binary, read_lines, skip_to, sort_key)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Followed:
 
     @property
     def key(self) -> str:
-        return str(self.path)
+        return file_key(self.path)
 
 
 class DirectoryFollower:
@@ -58,7 +59,7 @@ class DirectoryFollower:
             found = [p for p in self.directory.iterdir() if is_telemetry_file(p)]
         except OSError:
             return []
-        return sorted((p.resolve() for p in found), key=sort_key)
+        return one_per_day(sorted((p.resolve() for p in found), key=sort_key))
 
     def unread_bytes(self) -> int:
         """Bytes behind the end of the followed files (plain files; gzip archives count once read)."""
@@ -71,18 +72,21 @@ class DirectoryFollower:
         (the next poll continues it).
         """
         present = self._scan()
-        keys = {str(p) for p in present}
+        keys = {file_key(p) for p in present}
         for key in [k for k in self.files if k not in keys]:
             del self.files[key]          # deleted by retention: forget it
         newest = present[-1] if present else None
         now = time.monotonic()
         for path in present:
-            key = str(path)
+            key = file_key(path)
             f = self.files.get(key)
             try:
                 st = path.stat()
             except OSError:
                 continue
+            if f is not None and f.path != path:
+                f.path = path            # gzipped in place: the same day, read on where it stopped
+                f.mtime_ns = -1
             if f is None:
                 f = Followed(path)
                 pos = self._start.pop(key, None)
