@@ -75,17 +75,28 @@ class Delivery:
         self.positions = positions
         self.dead_letter = dead_letter
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="push") if pusher else None
+        self._unsaved = False
+
+    def checkpoint(self) -> None:
+        """Write the positions of every chunk delivered so far (no-op in a dry run)."""
+        if self.pusher is not None and self._unsaved:
+            self.positions.save()
+            self._unsaved = False
 
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.dead_letter.close()
 
-    def deliver(self, chunk: Chunk, stats: ImportStats) -> None:
+    def deliver(self, chunk: Chunk, stats: ImportStats, *, checkpoint: bool = True) -> None:
+        """Push ``chunk`` and account for it. With ``checkpoint=False`` the advanced positions
+        are written with the next chunk's in-flight record (one write per chunk instead of
+        two) or by :meth:`checkpoint`: on disk there is always either (positions before the
+        chunk, chunk in flight) or (positions after it), both safe to resume from."""
         streams = list(chunk.pushes)
         if self.pusher is not None and streams:
             self.positions.inflight = {k: p.offset for k, p in chunk.ends.items()}
-            self.positions.save()
+            self.positions.save()   # also records the progress of the chunks before it
         if self._pool and streams:
             futures = [self._pool.submit(self.pusher.push, chunk.pushes[s]) for s in streams]  # type: ignore[union-attr]
             results = [f.result() for f in futures]  # raises LokiError: positions stay at the last chunk
@@ -113,8 +124,9 @@ class Delivery:
         self.positions.dead_letter_bytes = self.dead_letter.flush()
         self.positions.files.update(chunk.ends)
         self.positions.inflight = {}
-        if self.pusher is not None:
-            self.positions.save()
+        self._unsaved = True
+        if checkpoint:
+            self.checkpoint()
         stats.lines += chunk.lines
         stats.bytes += chunk.bytes
         stats.blank += chunk.blank
@@ -174,13 +186,14 @@ class Importer:
                 item = self._queue.get()
                 if item is _DONE:
                     break
-                self.delivery.deliver(item, stats)
+                self.delivery.deliver(item, stats, checkpoint=False)
                 if self.on_chunk:
                     self.on_chunk(stats, item)
             if self._reader_error is not None:
                 raise self._reader_error
         finally:
             self._stop.set()
+            self.delivery.checkpoint()
             self.delivery.close()
             producer.join(timeout=5)
             stats.skipped_bytes = self.reader.skipped_bytes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -35,7 +35,8 @@ class FilePosition:
     done: bool = False           # reached end of file in a completed import
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {"offset": self.offset, "lineno": self.lineno, "anchor_ns": self.anchor_ns,
+                "head": self.head, "done": self.done}
 
 
 def head_digest(data: bytes) -> str:
@@ -101,9 +102,13 @@ class Positions:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader (or a crash) sees the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:   # first write: create the directory (not on every write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
         f.flush()
     for attempt in range(5):  # Windows: a reader (antivirus, editor) may briefly hold the file
