@@ -437,7 +437,8 @@ def test_a_file_of_junk_is_cut_into_bounded_chunks(tmp_path):
 
 
 @pytest.mark.parametrize("status, body, hint", [
-    (401, "no org id\n", "LOKI_USERNAME"),
+    (401, "no org id\n", "set LOKI_TENANT (X-Scope-OrgID)"),
+    (401, "invalid credentials\n", "LOKI_USERNAME"),
     (422, "error at least one valid stream is required for ingestion\n", "no valid stream"),
     (413, "request entity too large\n", "--batch-bytes"),
 ])

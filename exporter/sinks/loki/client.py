@@ -305,4 +305,7 @@ def _refusal(status: int, body: str, url: str) -> str:
         422: "Loki found no valid stream in the push",
     }
     hint = hints.get(status, "")
+    if status == 401 and "org id" in text.lower():
+        # a multi-tenant Loki (auth_enabled: true) wants to know whose data this is
+        hint = "this Loki is multi-tenant: set LOKI_TENANT (X-Scope-OrgID)"
     return f"Loki at {url} refused the push: {status} {text}" + (f" ({hint})" if hint else "")
