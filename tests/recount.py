@@ -32,6 +32,10 @@ def usable_time(value: object) -> bool:
     return False
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")  # NaN, Infinity: Python's extensions to JSON
+
+
 def read_raw(path: Path) -> bytes:
     return gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
 
@@ -57,7 +61,7 @@ def classify(line: bytes) -> tuple[str, object]:
     except UnicodeDecodeError:
         return "invalid", "invalid_utf8"
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_not_json)
     except ValueError:
         return "invalid", "not_json"
     if not isinstance(obj, dict):

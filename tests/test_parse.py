@@ -77,6 +77,23 @@ def test_unknown_type_goes_to_other_stream_and_empty_session_is_none():
 def test_big_integers_are_still_json():
     ev = parse_line(b'{"type":"metric","timestamp":"2025-12-26T10:16:03Z","data":{"n":123456789012345678901234567890}}')
     assert isinstance(ev, Event)
+    assert int(ev.data["n"]) // 10**20 == 1234567890  # read (orjson >= 3.10 as a float), not lost
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"type":"vital","timestamp":"2025-12-26T10:16:03Z","data":{"value":NaN}}',
+    b'{"type":"vital","timestamp":"2025-12-26T10:16:03Z","data":{"value":Infinity}}',
+    b'{"type":"vital","timestamp":"2025-12-26T10:16:03Z","data":{"value":-Infinity}}',
+    # the big integer sends the line to the slow path, which must refuse NaN there too
+    b'{"type":"vital","timestamp":"2025-12-26T10:16:03Z","data":{"n":123456789012345678901234567890,"v":NaN}}',
+    b'{"type":"error","timestamp":1766744163046,"sessionId":Infinity}',
+    b"NaN",
+])
+def test_nan_and_infinity_are_not_json(raw):
+    """JSON (RFC 8259) has no NaN or Infinity: Python's json module reads them, a strict reader
+    (and orjson, Loki's LogQL json parser) does not."""
+    res = parse_line(raw)
+    assert isinstance(res, Invalid) and res.reason == model.NOT_JSON
 
 
 @pytest.mark.parametrize("url, page", [

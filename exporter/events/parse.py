@@ -37,15 +37,21 @@ def _server_times(received: object, sent: object) -> tuple[int | None, int | Non
     return times
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _slow_loads(raw: bytes, error: Exception) -> object | Invalid:
     """orjson refused the line: tell invalid UTF-8 from bad JSON, and accept the few things
-    that are valid JSON but that orjson refuses (integers beyond 64 bits)."""
+    that are valid JSON but that orjson refuses (integers beyond 64 bits in orjson < 3.10,
+    numbers beyond the double range such as ``1e400``). Python's extensions to JSON (``NaN``,
+    ``Infinity``, ``-Infinity``) are refused, as a strict reader would."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Invalid(model.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return Invalid(model.NOT_JSON, str(error)[:200])
 
