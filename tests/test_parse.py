@@ -68,6 +68,27 @@ def test_time_fallbacks_never_now():
     assert epoch_ms.time_ns == 1766744163046 * 1_000_000
 
 
+@pytest.mark.parametrize("session, expected", [
+    ('"1766744160751-qg4abun"', "1766744160751-qg4abun"),
+    ('" padded "', " padded "),            # kept as sent: only a blank id is no session
+    ('""', None),
+    ('"   "', None),
+    ('"\\t\\n"', None),
+    ('"\\u00a0"', None),                   # a no-break space is whitespace too
+    ("null", None),
+    ("42", "42"),                          # a number is its decimal text: 42 and "42" are one
+    ("4.5", "4.5"),
+    ("true", None),
+    ("[]", None),
+    ('{"id":"x"}', None),
+])
+def test_session_id_rule(session, expected):
+    raw = b'{"type":"log","timestamp":"2025-12-26T10:16:03Z","sessionId":' + session.encode() + b"}"
+    ev = parse_line(raw)
+    assert isinstance(ev, Event)
+    assert ev.session_id == expected
+
+
 def test_unknown_type_goes_to_other_stream_and_empty_session_is_none():
     ev = parse_line(b'{"type":"custom_thing","timestamp":"2025-12-26T10:16:03Z","sessionId":""}')
     assert ev.type == "custom_thing" and ev.stream == model.OTHER_TYPE

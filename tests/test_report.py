@@ -23,7 +23,7 @@ from exporter.report.model import build_report
 from exporter.report.render_json import report_dict
 from exporter.report.render_markdown import cell, render_markdown
 from exporter.report.render_text import render_text
-from tests.recount import walk
+from tests.recount import session_id, walk
 
 MAX_LINE = 256 * 1024
 BOM = b"\xef\xbb\xbf"
@@ -88,8 +88,7 @@ def recount(directory: Path) -> dict:
         else:
             t = obj["type"]
             c["by_type"][t if t in ("error", "log", "metric", "vital", "event") else "other"] += 1
-            sid = obj.get("sessionId")
-            sid = sid if isinstance(sid, str) and sid else None
+            sid = session_id(obj.get("sessionId"))
             if sid:
                 c["sessions"].add(sid)
             data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
@@ -346,15 +345,31 @@ def test_empty_input(tmp_path, capsys):
         assert code == 0 and out
 
 
-def test_missing_and_empty_session_ids_are_not_sessions(tmp_path, capsys):
+def test_missing_empty_and_blank_session_ids_are_not_sessions(tmp_path, capsys):
     write(tmp_path / "telemetry-1.jsonl", [
         line(sid=None), line(sid=""), json.dumps({"type": "error", "sessionId": None,
                                                   "timestamp": "2025-12-20T10:00:00Z"}),
+        line(sid="   "), line(sid="\t"), line(sid="\u3000"),   # whitespace only (an ideographic space too)
         line(sid="real"),
     ])
     r = report_json(capsys, str(tmp_path))
-    assert r["summary"]["errors"] == 4
+    assert r["summary"]["errors"] == 7
     assert r["summary"]["sessions"] == 1 and r["summary"]["sessions_with_errors"] == 1
+    assert r["top_errors"][0]["sessions"] == 1
+
+
+def test_numeric_session_ids_count_as_their_text(tmp_path, capsys):
+    # The documented rule: a number is the session of its decimal text, so 42 and "42" are one.
+    write(tmp_path / "telemetry-1.jsonl", [
+        line(sid=42), line(sid="42"), line("log", sid=4.5, level="info", message="hi"),
+        line("log", sid=True, level="info", message="a boolean is no session"),
+    ])
+    r = report_json(capsys, str(tmp_path))
+    assert r["summary"]["sessions"] == 2                      # "42" and "4.5"
+    assert r["summary"]["sessions_with_errors"] == 1          # "42"
+    assert r["top_errors"][0]["count"] == 2 and r["top_errors"][0]["sessions"] == 1
+    c = recount(tmp_path)                                      # the independent reader agrees
+    assert (len(c["sessions"]), len(c["error_sessions"])) == (2, 1)
 
 
 @pytest.mark.parametrize("argv, message", [

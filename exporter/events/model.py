@@ -26,7 +26,7 @@ class Event:
     type: str                 # the event's own "type" string
     time_ns: int              # drift-corrected event time (events.timing.event_time_ns)
     received_ns: int | None   # _server.receivedAt, the server's clock
-    session_id: str | None    # None when missing or empty: not a session
+    session_id: str | None    # parse.session_of: None when missing/empty/blank (not a session)
     url: str | None
     data: dict = field(default_factory=dict)  # "data" object ({} when absent or not an object)
     line: str = ""            # the line exactly as read (without its line ending)

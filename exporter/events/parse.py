@@ -56,6 +56,16 @@ def _slow_loads(raw: bytes, error: Exception) -> object | Invalid:
         return Invalid(model.NOT_JSON, str(error)[:200])
 
 
+def session_of(value: object) -> str | None:
+    """The session id of a ``sessionId`` value: a string that is not empty or whitespace only,
+    or a number as ``str(number)`` (``42`` -> ``"42"``); anything else is no session."""
+    if type(value) is str:
+        return None if not value or value.isspace() else value
+    if type(value) in (int, float):
+        return str(value)
+    return None
+
+
 def parse_line(raw: bytes) -> Event | Invalid:
     """Parse and validate one line. ``raw`` must not contain the line ending."""
     try:
@@ -80,10 +90,7 @@ def parse_line(raw: bytes) -> Event | Invalid:
     when = event_time_ns(parse_time_ns(ts) if ts is not None else None, received, sent)
     if when is None:
         return Invalid(model.NO_TIMESTAMP, "no usable 'timestamp' or '_server.receivedAt'")
-    session = get("sessionId")
-    if type(session) is not str:
-        session = str(session) if type(session) in (int, float) else None
     url = get("url")
     data = get("data")
-    return Event(etype, when, received, session or None, url if type(url) is str else None,
+    return Event(etype, when, received, session_of(get("sessionId")), url if type(url) is str else None,
                  data if type(data) is dict else {}, raw.decode("utf-8"))
