@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import orjson
 import pytest
@@ -121,13 +122,44 @@ def test_nan_and_infinity_are_not_json(raw):
     ("https://saberloop.com/app/#/quiz", "#/quiz"),
     ("https://saberloop.com/app/#/results/123?x=1", "#/results/:id"),
     ("https://saberloop.com/app/#/quiz/550e8400-e29b-41d4-a716-446655440000/review", "#/quiz/:id/review"),
+    ("https://saberloop.com/app/#/results/9f8e7d6c5b4a39281706f5e4", "#/results/:id"),
+    # generated slugs and tokens: letters and digits switching, or long with a digit
+    ("https://saberloop.com/app/#/quiz/abc123XYZ", "#/quiz/:id"),
+    ("https://saberloop.com/app/#/quiz/qg4abun/review", "#/quiz/:id/review"),
+    ("https://saberloop.com/app/#/share/1766744160751-qg4abun", "#/share/:id"),
+    ("https://saberloop.com/app/#/invite/AbCdEfGhIjKlMnOp1", "#/invite/:id"),
+    ("https://saberloop.com/app/#/u/x9_k2m8p", "#/u/:id"),
+    ("https://saberloop.com/app/users/u8f3k2m9/settings", "/app/users/:id/settings"),
+    # route words stay, a number at one end of the word included
+    ("https://saberloop.com/app/#/results", "#/results"),
+    ("https://saberloop.com/app/#/settings/profile", "#/settings/profile"),
+    ("https://saberloop.com/app/#/settings/notifications", "#/settings/notifications"),
     ("https://saberloop.com/app/#/level2", "#/level2"),
+    ("https://saberloop.com/app/#/onboarding/step10", "#/onboarding/step10"),
+    ("https://saberloop.com/app/#/docs/es2020", "#/docs/es2020"),
+    ("https://saberloop.com/app/#/how-to-play", "#/how-to-play"),
+    ("https://saberloop.com/app/#/topics/photosynthesis-basics", "#/topics/photosynthesis-basics"),
+    ("https://saberloop.com/app/#/quiz/", "#/quiz/"),
     ("https://saberloop.com/app/settings?tab=2", "/app/settings"),
     ("https://saberloop.com", "/"),
     (None, None),
 ])
 def test_page_of(url, page):
     assert page_of(url) == page
+
+
+def test_pages_do_not_grow_with_generated_ids():
+    """Errors on 500 quizzes, each behind its own random 10-character slug (nanoid-like), fall on
+    a handful of pages, not 500: only a slug that happens to look like a word (one case and no
+    digit inside, or camelCase-shaped, about 3% of them) is kept as is."""
+    import random
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    urls = [f"https://saberloop.com/app/#/quiz/{''.join(rng.choices(alphabet, k=10))}/play"
+            for _ in range(500)]
+    pages = Counter(page_of(u) for u in urls)
+    assert pages.most_common(1)[0] == ("#/quiz/:id/play", pytest.approx(500, abs=25))
+    assert len(pages) <= 25
 
 
 @settings(max_examples=400, deadline=None)
