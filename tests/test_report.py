@@ -389,11 +389,29 @@ def test_numeric_session_ids_count_as_their_text(tmp_path, capsys):
     (["--since", "2025-12-21", "--until", "2025-12-20"], "before"),
     (["--days", "2", "--since", "2025-12-20"], "--days"),
     (["--days", "0"], "--days"),
+    (["--days", "-2"], "--days"),
+    (["--days", "inf"], "--days"),          # was an OverflowError traceback
+    (["--days", "1e308"], "--days"),
+    (["--days", "nan"], "--days"),
+    (["--days", "100000"], "at most 36,500"),   # a 1753 start: OSError on Windows
 ])
 def test_usage_errors_exit_2(window_files, capsys, argv, message):
     code, out, err = run_report(capsys, str(window_files), *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err
+
+
+def test_days_up_to_a_century_and_old_dates_are_written_in_full(window_files, capsys):
+    r = report_json(capsys, str(window_files), "--days", "36500")
+    assert r["summary"]["events"] == 5
+    century_ago = datetime.now(timezone.utc).year - 100
+    assert int(r["window"]["since"][:4]) in (century_ago - 1, century_ago)
+    r = report_json(capsys, str(window_files), "--since", "0001-01-01", "--until", "1969-12-31T23:59:59.5Z")
+    assert r["window"] == {"since": "0001-01-01T00:00:00.000Z", "until": "1969-12-31T23:59:59.500Z"}
+    assert r["summary"]["events"] == 0
+    for fmt in ("text", "markdown"):
+        code, out, _ = run_report(capsys, str(window_files), "--since", "1753-01-01", "--format", fmt)
+        assert code == 0 and "1753-01-01T00:00:00.000Z" in out
 
 
 def test_path_matching_nothing_exits_2(tmp_path, capsys):

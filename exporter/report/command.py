@@ -28,6 +28,7 @@ from exporter.sources.files import SourceError, discover
 NS_PER_S = 1_000_000_000
 DAY_NS = 86_400 * NS_PER_S
 FORMATS = ("text", "json", "markdown")
+MAX_DAYS = 36_500        # --days: a century back is plenty (and stays a representable date)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -57,8 +58,9 @@ def window_from_args(args: argparse.Namespace, now_ns: int) -> Window:
         raise UsageError("--days and --since cannot be used together")
     since = until = None
     if days is not None:
-        if days <= 0:
-            raise UsageError(f"--days: must be a positive number, not {days:g}")
+        if not 0 < days <= MAX_DAYS:   # NaN and infinities fail this too
+            raise UsageError(f"--days: must be a number of days above 0 and at most {MAX_DAYS:,}, "
+                             f"not {days:g}")
         since = now_ns - int(round(days * DAY_NS))
     if since_text is not None:
         since = parse_when(since_text, "--since")
@@ -92,7 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="telemetry files, directories or globs (default: ./telemetry-logs, "
                              "or 'logs' from the config)")
     parser.add_argument("--days", type=_days, metavar="N",
-                        help="only events of the last N days (event time >= now - N*24h)")
+                        help="only events of the last N days (event time >= now - N*24h; "
+                             f"0 < N <= {MAX_DAYS})")
     parser.add_argument("--since", metavar="WHEN",
                         help="only events at or after WHEN (ISO date or time, UTC if no offset; "
                              "a date means 00:00Z)")
