@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt   # a dependency of rich: a CommonMark + GFM tables parser
 
 from benchmarks.generate_corpus import generate
 from exporter.aggregation import Aggregator
@@ -20,7 +21,7 @@ from exporter.aggregation.scan import ScanOptions, make_fingerprinter, scan
 from exporter.report import command
 from exporter.report.model import build_report
 from exporter.report.render_json import report_dict
-from exporter.report.render_markdown import cell, render_markdown
+from exporter.report.render_markdown import code, render_markdown
 from exporter.report.render_text import render_text
 from tests.recount import session_id, walk
 
@@ -271,20 +272,85 @@ def test_json_schema_keys_and_types(tricky_files, capsys):
     assert r["invalid_lines_by_reason"] == {}
 
 
+GFM = MarkdownIt("commonmark").enable("table")
+
+
+def table_rows(markdown: str, header: str) -> list[list[list]]:
+    """The body rows of the table whose first header cell is ``header``: per row, per cell,
+    the inline tokens (as GitHub's parser reads them: cells are split before code spans)."""
+    tokens = GFM.parse(markdown)
+    rows, in_table, row = [], False, None
+    for i, t in enumerate(tokens):
+        if t.type == "table_open":
+            in_table = tokens[i + 3].type == "th_open" and tokens[i + 4].content == header
+        elif in_table and t.type == "tbody_open":
+            rows = []
+        elif in_table and t.type == "tr_open":
+            row = []
+        elif in_table and t.type == "inline" and row is not None:
+            row.append(t.children or [])
+        elif in_table and t.type == "tr_close":
+            rows.append(row)
+            row = None
+        elif t.type == "table_close" and in_table:
+            return rows
+    raise AssertionError(f"no table with header {header!r}")
+
+
+def code_text(children: list) -> str:
+    """The cell is exactly one code span: its text."""
+    assert [c.type for c in children] == ["code_inline"], [(c.type, c.content) for c in children]
+    return children[0].content
+
+
 def test_markdown_table_and_escaping(tricky_files, capsys):
-    code, out, _ = run_report(capsys, str(tricky_files), "--format", "markdown", "--top", "3")
-    assert code == 0
+    code_, out, _ = run_report(capsys, str(tricky_files), "--format", "markdown", "--top", "3")
+    assert code_ == 0
     assert out.startswith("## Telemetry report")
-    rows = [ln for ln in out.splitlines()
-            if re.match(r"\| [1-9]\d* \|", ln) and len(re.findall(r"(?<!\\)\|", ln)) == 8]
-    assert len(rows) == 3 + 1       # 3 top errors + 1 warning
-    first = rows[0]
-    assert "Bad \\`value\\` \\| other column" in first
-    assert len(re.findall(r"(?<!\\)\|", first)) == 8   # 7 columns: no stray separator
+    errors = table_rows(out, "#")
+    assert len(errors) == 3 and all(len(r) == 7 for r in errors)   # no stray cell separator
+    assert [code_text(r[1]) for r in errors[:2]] == ["Bad `value` | other column",
+                                                     "Template with ``` fence inside"]
+    assert code_text(errors[0][6][:1]) == "#/a|b"       # the page keeps its pipe too
     assert out.count("<details>") == 3 and out.count("</details>") == 3
     assert "````text\nTemplate with ``` fence inside\n````" in out
     assert "- **Errors:** 20" in out
-    assert cell("a|b`c*d_e\nf") == "a\\|b\\`c\\*d\\_e f"
+    ops = table_rows(out, "Operation")
+    assert [code_text(r[0]) for r in ops] == ["save_quiz"]
+
+
+@pytest.mark.parametrize("text", [
+    "a|b", "`x`", "Template with ``` fence inside", "ends with `", "` starts", "a\\|b \\",
+    "@sentry/browser failed, see #123", "<b>bold</b> &amp; *star* _u_ [l](x)", "line1\nline2",
+    "|", "``",
+])
+def test_code_spans_survive_a_table_cell(text):
+    """What GitHub shows in the cell is the text (whitespace collapsed), as code."""
+    rows = table_rows(f"| x |\n|---|\n| {code(text)} |\n", "x")
+    assert code_text(rows[0][0]) == " ".join(text.split())
+
+
+def test_markdown_neutralises_mentions_and_issue_references(tmp_path, capsys):
+    """A pasted report pings nobody and links no issue: every @name and #123 that comes from
+    the data is inside code (a table cell's code span or the summary's <code>)."""
+    write(tmp_path / "telemetry-2025-12-20.jsonl", [
+        line(message="@sentry/browser init failed, see #123", url="https://x/#/team/@me"),
+        line(message="@sentry/browser init failed, see #456"),
+        line(message="Fixes #7 by @octocat | cc @org/team"),
+        line("log", level="warn", message="@here #99 slow"),
+        line("metric", name="@ops/sync #42", status="error", error="ping @oncall re #5"),
+    ])
+    code_, out, _ = run_report(capsys, str(tmp_path), "--format", "markdown")
+    assert code_ == 0
+    html_out = GFM.render(out)
+    outside_code = re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", html_out, flags=re.S)
+    assert "@" not in outside_code
+    assert not re.search(r"#\d", outside_code)
+    # and nothing was lost: the templates are there, in code
+    errors = table_rows(out, "#")
+    assert {code_text(r[1]) for r in errors} == {"@sentry/browser init failed, see #<int>",
+                                                 "Fixes #<int> by @octocat | cc @org/team"}
+    assert "<summary><b>1. <code>@sentry/browser init failed, see #&lt;int&gt;</code></b>" in out
 
 
 def test_text_fits_80_columns_and_has_no_ansi_when_piped(tricky_files, capsys, monkeypatch):
