@@ -394,6 +394,33 @@ def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch)
     assert "\x1b" not in tty.buffer.getvalue().decode()
 
 
+def test_colour_on_a_windows_console_without_vt_mode_goes_through_rich(tricky_files, monkeypatch):
+    """Such a console prints ANSI codes as garbage: rich colours the text with the console API
+    instead. Here (not Windows) rich writes what it would colour as ANSI, so we can check that
+    it is the same report, character for character, and still coloured."""
+    import rich.console
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args([str(tricky_files)])
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    plain_tty = FakeTTY()
+    monkeypatch.setattr("sys.stdout", plain_tty)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert command.run(args) == 0
+    plain = plain_tty.buffer.getvalue().decode()
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr(rich.console, "detect_legacy_windows", lambda: True)
+    tty = FakeTTY()
+    monkeypatch.setattr("sys.stdout", tty)
+    assert command.run(args) == 0
+    assert tty.buffer.getvalue() == b""                 # nothing went around rich
+    through_rich = tty.getvalue()
+    assert "\x1b[" in through_rich
+    assert re.sub(r"\x1b\[[0-9;]*m", "", through_rich) == plain
+
+
 def test_renderers_are_pure_functions(tricky_files):
     core = Aggregator(make_fingerprinter())
     for p in tricky_files.glob("*.jsonl"):
