@@ -77,6 +77,11 @@ SAME = [
     ("cache 3.5 MB over quota", "cache 512 KiB over quota", "cache <size> over quota"),
     ("payload of 10mb refused", "payload of 1024 bytes refused", "payload of <size> refused"),
     ("battery at 12.5%", "battery at 7 %", "battery at <percent>"),
+    # a quoted value assigned with '=' (Sentry's quoted_str)
+    ("Invalid selector [data-id=\"q-17\"]", "Invalid selector [data-id=\"intro\"]",
+     "Invalid selector [data-id=<str>]"),
+    ("Unknown option mode='strict' ignored", "Unknown option mode='sandbox 2' ignored",
+     "Unknown option mode=<str> ignored"),
     ("token expired at 2025-12-26T10:16:03.046Z", "token expired at 2024-01-02T00:00:00+01:00",
      "token expired at <date>"),
     ("quota reset Fri Dec 26 2025 10:16:03 GMT+0000", "quota reset Mon Jan 05 2026 08:00:00 GMT-0300",
@@ -143,6 +148,8 @@ KEPT = [
     "Step 2B of the wizard failed",               # a bare B is not a byte unit
     "h264 and vp9 unsupported, 1080p only",
     "Failed to reach api.saberloop.com",          # host names are kept
+    "Failed to read the 'localStorage' property from 'Window'",   # quoted, not assigned
+    "x == '' and y = 'spaced'",                   # an empty value, a spaced '=': kept
 ]
 
 
@@ -378,7 +385,7 @@ _TOKENS = st.sampled_from([
     "\n", "ms", "s", " s", "Dec 26 2025", "2025-12-26", "T10:00", "0123456789abcdef", "é", "٣", "๑",
     "秒", "😱", ",", "=", "'", "(", "v1.", "550e8400-e29b-41d4-a716-446655440000",
     "%", " %", "GB", " MB", "KiB", "b", "bytes", ".js", ".css", "[", "]", ":443", "9e83a65",
-    "12345678", "ABCDEF1", "::1:3000", "2001:db8::1", "1.5", "index-",
+    "12345678", "ABCDEF1", "::1:3000", "2001:db8::1", "1.5", "index-", "='", '="', "<str>",
 ])
 _ARBITRARY = st.one_of(
     st.text(),

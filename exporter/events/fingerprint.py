@@ -21,6 +21,8 @@ error type. The error type id is a short, stable hash of (kind, template), see
      ``scheme://``), ``blob:`` URLs and ``data:`` URLs (``data:[type/sub][;param],...``).
      Printable ASCII only (browsers percent-encode); a trailing ``.,;:!?`` is not part of it.
    - ``<email>``: ``local@domain.tld`` (ASCII).
+   - ``<str>``: a quoted value right after ``=``: ``user='ana'``, ``id="42"`` (Sentry's
+     ``quoted_str``); other quoted text is kept (see Decisions).
    - ``<uuid>``: 8-4-4-4-12 hex UUIDs, any version, either case.
    - ``<ip>``: IPv4 (octets <= 255) and IPv6 (validated with :mod:`ipaddress`; it must contain
      a digit, so C++/Rust paths such as ``a::b`` are kept), with its port and brackets if any:
@@ -50,7 +52,7 @@ error type. The error type id is a short, stable hash of (kind, template), see
    - ``<num>``: decimal and dotted numbers (``1.5``, ``-0.25``, ``1.2.3``).
    - ``<int>``: integers (``-5``, ``503``), in any script's decimal digits.
 
-   The URL, e-mail and IPv6 passes run first (each skipped when the text cannot contain one);
+   The URL, e-mail, ``=``-quote and IPv6 passes run first (each skipped when the text cannot contain one);
    the rest is one regex alternation tried in the order above at every token start, so at a
    given position the most specific placeholder wins. A leading ``-`` is absorbed only by a
    plain number (``-5`` -> ``<int>``, ``-2025-12-26`` -> ``-<date>``).
@@ -67,7 +69,8 @@ error type. The error type id is a short, stable hash of (kind, template), see
 Decisions
 ---------
 * Quoted values are kept: ``Cannot read properties of undefined (reading 'map')`` stays as is,
-  because the property name tells two different bugs apart ('map' vs 'filter').
+  because the property name tells two different bugs apart ('map' vs 'filter'). Only a quoted
+  value assigned with ``=`` (``field='ana'``) is a variable part, as in Sentry.
 * HTTP status codes become ``<int>`` (``status code 503`` -> ``status code <int>``), as in
   Sentry: 502/503/504 of the same call are one error type. Split them with a rule if needed.
 * Numbers glued to letters are words (``10px``, ``404NotFound``): fewer false merges, at the
@@ -186,6 +189,9 @@ _URL = re.compile(
 )
 _EMAIL = re.compile(
     f"(?=[A-Za-z0-9]){_B}[A-Za-z0-9][A-Za-z0-9._%+\\-]*@[A-Za-z0-9][A-Za-z0-9.\\-]*\\.[A-Za-z]{{2,}}{_E}")
+# A quoted value right after '=' (key='value', attr="value"): the value of a setting or a
+# field, as in Sentry's quoted_str. Other quoted text is kept ("reading 'map'").
+_ASSIGNED_QUOTE = re.compile(r"""(?<==)(?:'[^']+'|"[^"]+")""")
 _HEX_RUN = "[0-9a-fA-F]"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _PORT = r"(?::[0-9]{1,5}(?![0-9]))?"    # an optional ":port", part of the <ip> placeholder
@@ -284,6 +290,8 @@ def _substitute(text: str) -> str:
         text = _URL.sub("<url>", text)
     if "@" in text:
         text = _EMAIL.sub("<email>", text)
+    if "='" in text or '="' in text:
+        text = _ASSIGNED_QUOTE.sub("<str>", text)
     if not _DIGIT.search(text):
         return text  # every later placeholder needs a digit
     if "::" in text or text.count(":") >= 7:  # compressed or full form; not "10:16:03"
