@@ -374,24 +374,28 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch):
+def run_on_tty(monkeypatch, directory: Path, *, no_color: bool) -> FakeTTY:
+    """`report DIRECTORY` with stdout on a (fake) terminal; TERM unset, NO_COLOR as asked."""
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    args = parser.parse_args([str(tricky_files)])
-    monkeypatch.delenv("NO_COLOR", raising=False)
+    args = parser.parse_args([str(directory)])
     monkeypatch.delenv("TERM", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
     tty = FakeTTY()
     monkeypatch.setattr("sys.stdout", tty)
     assert command.run(args) == 0
-    coloured = tty.buffer.getvalue().decode()
+    return tty
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch):
+    coloured = run_on_tty(monkeypatch, tricky_files, no_color=False).buffer.getvalue().decode()
     assert "\x1b[" in coloured
     plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
     assert max(width(ln) for ln in plain.splitlines()) <= 80
-    monkeypatch.setenv("NO_COLOR", "1")
-    tty = FakeTTY()
-    monkeypatch.setattr("sys.stdout", tty)
-    assert command.run(args) == 0
-    assert "\x1b" not in tty.buffer.getvalue().decode()
+    assert "\x1b" not in run_on_tty(monkeypatch, tricky_files, no_color=True).buffer.getvalue().decode()
 
 
 def test_colour_on_a_windows_console_without_vt_mode_goes_through_rich(tricky_files, monkeypatch):
@@ -400,21 +404,9 @@ def test_colour_on_a_windows_console_without_vt_mode_goes_through_rich(tricky_fi
     it is the same report, character for character, and still coloured."""
     import rich.console
 
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    args = parser.parse_args([str(tricky_files)])
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.delenv("TERM", raising=False)
-    plain_tty = FakeTTY()
-    monkeypatch.setattr("sys.stdout", plain_tty)
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert command.run(args) == 0
-    plain = plain_tty.buffer.getvalue().decode()
-    monkeypatch.delenv("NO_COLOR")
+    plain = run_on_tty(monkeypatch, tricky_files, no_color=True).buffer.getvalue().decode()
     monkeypatch.setattr(rich.console, "detect_legacy_windows", lambda: True)
-    tty = FakeTTY()
-    monkeypatch.setattr("sys.stdout", tty)
-    assert command.run(args) == 0
+    tty = run_on_tty(monkeypatch, tricky_files, no_color=False)
     assert tty.buffer.getvalue() == b""                 # nothing went around rich
     through_rich = tty.getvalue()
     assert "\x1b[" in through_rich
