@@ -199,6 +199,16 @@ def _hex(rng: random.Random, n: int) -> str:
     return f"{rng.getrandbits(4 * n):0{n}x}"
 
 
+def _short_sha(rng: random.Random) -> str:
+    """A git short SHA (7 hex) with a letter: about 4% of real ones are all digits, and those
+    read as a number to any grouping (exporter/events/fingerprint.py, as Sentry's ``git_sha``);
+    the corpus keeps to the ones its ground truth (one warning type) holds for."""
+    while True:
+        h = _hex(rng, 7)
+        if not h.isdigit():
+            return h
+
+
 def _uuid(rng: random.Random) -> str:
     h = _hex(rng, 32)
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
@@ -226,8 +236,10 @@ def _net_message(rng: random.Random, family: str, now: int) -> str:
 
 
 # Error message templates: (template key, weight, builder(rng, browser family, now_ms) -> message).
-# The key is the message with its variable parts as <placeholders>: what grouping should find
-# (None: the message is constant for a browser family and is its own key).
+# The key is the message with its variable parts as <placeholders> (None: the message is
+# constant for a browser family and is its own key). Placeholders named in MEANINGFUL stand for
+# text that tells bugs apart ('map' vs 'filter'): the error type (what grouping should find, see
+# error_type()) is the key with those filled in from the message.
 ERROR_TEMPLATES: tuple = (
     (None, 100, _net_message),   # the browser's own words for a failed fetch: the key is the message
     ("Request failed with status code <n>", 30,
@@ -287,6 +299,36 @@ ERROR_TEMPLATES: tuple = (
     ("Speech synthesis failed for voice <voice> (error code <n>)", 2,
      lambda r, f, n: f"Speech synthesis failed for voice {r.choice(('pt-BR', 'pt-PT', 'en-US', 'ja-JP'))} (error code {r.randrange(1, 20)})"),
 )
+
+MEANINGFUL = frozenset({"prop", "expr", "voice"})
+_PLACEHOLDER_RE = re.compile(r"<([a-z]+)>")
+_TYPE_PATTERNS: dict[str, re.Pattern | None] = {}
+
+
+def error_type(key: str | None, message: str) -> str:
+    """The ground-truth error type of ``message`` made from template ``key``: the key with its
+    MEANINGFUL placeholders replaced by the text the message has there."""
+    if key is None:
+        return message
+    try:
+        pattern = _TYPE_PATTERNS[key]
+    except KeyError:
+        parts = _PLACEHOLDER_RE.split(key)   # literal, name, literal, name, ..., literal
+        if not MEANINGFUL.intersection(parts[1::2]):
+            pattern = None
+        else:
+            pattern = re.compile("".join(
+                re.escape(part) if i % 2 == 0 else ("(.+?)" if part in MEANINGFUL else "(?:.+?)")
+                for i, part in enumerate(parts)))
+        _TYPE_PATTERNS[key] = pattern
+    if pattern is None:
+        return key
+    m = pattern.fullmatch(message)
+    if m is None:
+        raise ValueError(f"message {message!r} does not fit its template {key!r}")
+    values = iter(m.groups())
+    return _PLACEHOLDER_RE.sub(lambda p: next(values) if p.group(1) in MEANINGFUL else p.group(), key)
+
 
 ERROR_NAMES = ("TypeError", "TypeError", "TypeError", "Error", "Error", "SyntaxError", "RangeError", "NetworkError")
 
@@ -411,6 +453,10 @@ class _Generator:
         self.sessions_with_errors: set[str] = set()
         self.error_messages: dict[str, int] = {}
         self.error_templates: dict[str, int] = {}
+        self.error_types: dict[str, list] = {}              # type -> [count, sessions]
+        self.error_type_of_message: dict[str, str] = {}
+        self.warning_types: dict[str, list] = {}
+        self.warning_type_of_message: dict[str, str] = {}
         self.invalid = dict.fromkeys(INVALID_REASONS, 0)
         self.blank = 0
         self.late_batches = self.late_events = 0
@@ -473,14 +519,21 @@ class _Generator:
             pools[name] = tuple(pool)
         self.event_pools = pools
         log_pools = {}
+        log_messages: dict[str, list[tuple[str, str]]] = {}   # level -> [(template, message)]
         for level, templates in LOG_MESSAGES.items():
             pool = []
+            made = log_messages[level] = []
             for i in range(160):
-                msg = templates[i % len(templates)].format(
-                    n=rng.randrange(1, 600), ms=rng.randrange(2_000, 20_000), t=rng.choice(TOPICS), h=_hex(rng, 7))
+                template = templates[i % len(templates)]
+                msg = template.format(
+                    n=rng.randrange(1, 600), ms=rng.randrange(2_000, 20_000), t=rng.choice(TOPICS), h=_short_sha(rng))
                 pool.append(orjson.dumps({"level": level, "message": msg}).decode())
+                made.append((template, msg))
             log_pools[level] = tuple(pool)
         self.log_pools = log_pools
+        # Warnings' ground truth: the template a pool entry was made from is its warning type.
+        self.warn_pool_types = tuple(t for t, _ in log_messages["warn"])
+        self.warn_messages = tuple(m for _, m in log_messages["warn"])
         self.frames = {fam: tuple(_frames(rng, fam, int(rng.lognormvariate(math.log(14), 0.6)) + 3)
                                   for _ in range(96)) for fam in ("chrome", "firefox", "safari")}
         self.contexts = tuple(
@@ -692,10 +745,13 @@ class _Generator:
                 tname = "vital"
             elif typ == T_LOG:
                 level = level_table[int(r() * 1000)]
+                pool = log_pools[level]
+                i = int(r() * len(pool))
+                data = pool[i]
                 if level == "warn":
                     self.warnings += 1
-                pool = log_pools[level]
-                data = pool[int(r() * len(pool))]
+                    self._count_type(self.warning_types, self.warn_pool_types[i], s.sid)
+                    self.warning_type_of_message[self.warn_messages[i]] = self.warn_pool_types[i]
                 tname = "log"
             else:
                 data = self._error_data(s, et)
@@ -728,12 +784,25 @@ class _Generator:
             head = f"{ERROR_NAMES[int(r() * len(ERROR_NAMES))]}: {msg}\n" if s.family == "chrome" else ""
             err["stack"] = head + frames[int(r() * len(frames))]
         self.error_messages[msg] = self.error_messages.get(msg, 0) + 1
+        etype = error_type(key, msg)
+        self._count_type(self.error_types, etype, s.sid)
+        self.error_type_of_message[msg] = etype
         key = key or msg
         self.error_templates[key] = self.error_templates.get(key, 0) + 1
         if s.sid is not None and not s.errored:
             s.errored = True
             self.sessions_with_errors.add(s.sid)
         return orjson.dumps(err).decode()
+
+    @staticmethod
+    def _count_type(types: dict[str, list], key: str, sid: str | None) -> None:
+        """One more event of error/warning type ``key`` ([count, set of sessions])."""
+        entry = types.get(key)
+        if entry is None:
+            entry = types[key] = [0, set()]
+        entry[0] += 1
+        if sid is not None:
+            entry[1].add(sid)
 
     def _advance(self, s: _Session, floor: int, heap: list) -> None:
         """Schedule the session's next on-time batch (late ones are scheduled on their own)."""
@@ -962,6 +1031,10 @@ class _Generator:
             "sessions_with_errors": len(self.sessions_with_errors),
             "error_messages": dict(sorted(self.error_messages.items(), key=lambda kv: (-kv[1], kv[0]))),
             "error_templates": dict(sorted(self.error_templates.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "error_types": _types(self.error_types),
+            "error_type_of_message": dict(sorted(self.error_type_of_message.items())),
+            "warning_types": _types(self.warning_types),
+            "warning_type_of_message": dict(sorted(self.warning_type_of_message.items())),
             "timing": {
                 "skewed_sessions": self.skewed_sessions,
                 "skewed_events": self.skewed_events,
@@ -982,8 +1055,20 @@ class _Generator:
                 "sessions_with_errors": "sessions with at least one valid event of type error",
                 "error_messages": "data.message of type error events -> count",
                 "error_templates": "the generator's message template (variable parts as <placeholders>) -> count",
+                "error_types": "what grouping should find: the template with its meaningful parts "
+                               "(a property name, an expression, a voice) filled in -> count and "
+                               "distinct sessions",
+                "error_type_of_message": "data.message of type error events -> its error type",
+                "warning_types": "warnings by message template -> count and distinct sessions",
+                "warning_type_of_message": "data.message of warnings -> its template",
             },
         }
+
+
+def _types(types: dict[str, list]) -> dict[str, dict[str, int]]:
+    """{type: {"count", "sessions"}}, most frequent first."""
+    ordered = sorted(types.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return {k: {"count": n, "sessions": len(sids)} for k, (n, sids) in ordered}
 
 
 def _nothing_left(heap: list, next_day: int, days: int) -> bool:

@@ -32,6 +32,22 @@ def usable_time(value: object) -> bool:
     return False
 
 
+def session_id(value: object) -> str | None:
+    """The documented rule: a sessionId is a session when it is a string with a non-blank
+    character, or a number (counted as its decimal text: 42 and "42" are one session)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")  # NaN, Infinity: Python's extensions to JSON
+
+
 def read_raw(path: Path) -> bytes:
     return gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
 
@@ -57,7 +73,7 @@ def classify(line: bytes) -> tuple[str, object]:
     except UnicodeDecodeError:
         return "invalid", "invalid_utf8"
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_not_json)
     except ValueError:
         return "invalid", "not_json"
     if not isinstance(obj, dict):

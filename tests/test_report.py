@@ -13,17 +13,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt   # a dependency of rich: a CommonMark + GFM tables parser
 
 from benchmarks.generate_corpus import generate
 from exporter.aggregation import Aggregator
 from exporter.aggregation.scan import ScanOptions, make_fingerprinter, scan
-from exporter.events.fingerprint import normalise
 from exporter.report import command
 from exporter.report.model import build_report
 from exporter.report.render_json import report_dict
-from exporter.report.render_markdown import cell, render_markdown
+from exporter.report.render_markdown import code, render_markdown
 from exporter.report.render_text import render_text
-from tests.recount import walk
+from tests.recount import session_id, walk
 
 MAX_LINE = 256 * 1024
 BOM = b"\xef\xbb\xbf"
@@ -75,10 +75,10 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def recount(directory: Path) -> dict:
-    """An independent count, straight from the bytes with json.loads (no project code)."""
+    """An independent count, straight from the bytes with json.loads (no project code): the
+    summary numbers. Error types are the generator's ground truth (see test below)."""
     c = {"by_type": Counter(), "invalid": Counter(), "blank": 0, "errors": 0, "warnings": 0,
-         "failed": Counter(), "sessions": set(), "error_sessions": set(), "templates": Counter(),
-         "template_sessions": {}, "lines": 0}
+         "failed": Counter(), "sessions": set(), "error_sessions": set(), "lines": 0}
     for _path, _line, kind, obj in walk(directory):
         c["lines"] += 1
         if kind == "blank":
@@ -88,18 +88,14 @@ def recount(directory: Path) -> dict:
         else:
             t = obj["type"]
             c["by_type"][t if t in ("error", "log", "metric", "vital", "event") else "other"] += 1
-            sid = obj.get("sessionId")
-            sid = sid if isinstance(sid, str) and sid else None
-            if sid:
+            sid = session_id(obj.get("sessionId"))
+            if sid is not None:
                 c["sessions"].add(sid)
             data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
             if t == "error":
                 c["errors"] += 1
-                if sid:
+                if sid is not None:
                     c["error_sessions"].add(sid)
-                tpl = normalise(data.get("message"))
-                c["templates"][tpl] += 1
-                c["template_sessions"].setdefault(tpl, set()).update([sid] if sid else [])
             elif t == "log" and str(data.get("level", "")).lower() in ("warn", "warning"):
                 c["warnings"] += 1
             elif t == "metric" and data.get("status") == "error":
@@ -139,15 +135,30 @@ def test_exact_numbers_vs_manifest_and_recount(corpus, capsys):
     assert {f["name"]: f["count"] for f in r["failed_operations"]} == dict(c["failed"])
     assert s["sessions"] == len(c["sessions"])
     assert s["sessions_with_errors"] == len(c["error_sessions"])
-    assert s["error_types"] == len(c["templates"])
-    assert {e["template"]: e["count"] for e in r["top_errors"]} == dict(c["templates"])
-    assert {e["template"]: e["sessions"] for e in r["top_errors"]} == {
-        k: len(v) for k, v in c["template_sessions"].items()}
     # internal consistency
     assert sum(x["count"] for x in r["errors_by_page"]) == s["errors"]
     assert sum(x["count"] for x in r["errors_by_hour"]) == s["errors"]
     assert all(e["example"] in m["error_messages"] for e in r["top_errors"])
     assert sum(r["events_by_type"].values()) == s["events"]
+
+
+@pytest.mark.parametrize("kind", ["error", "warning"])
+def test_error_and_warning_types_are_the_generators_ground_truth(corpus, capsys, kind):
+    """One report type per true type, with its exact count and sessions: a fingerprint that
+    splits a type (a hash read as a number) or merges two ('map' and 'filter') fails here."""
+    directory, m = corpus
+    r = report_json(capsys, str(directory), "--top", "1000")
+    rows = r["top_errors"] if kind == "error" else r["top_warnings"]
+    truth, type_of = m[f"{kind}_types"], m[f"{kind}_type_of_message"]
+    assert len(truth) >= (40 if kind == "error" else 10)    # the corpus has many types
+    found = {}
+    for row in rows:
+        true_type = type_of[row["example"]]
+        assert true_type not in found, f"{true_type!r} split: {found.get(true_type)!r} and {row['template']!r}"
+        found[true_type] = row["template"]
+        assert (row["count"], row["sessions"]) == (truth[true_type]["count"], truth[true_type]["sessions"]), true_type
+    assert set(found) == set(truth)
+    assert r["summary"]["error_types" if kind == "error" else "warning_types"] == len(truth)
 
 
 def test_parallel_scan_equals_single_pass_on_corpus(corpus):
@@ -261,20 +272,85 @@ def test_json_schema_keys_and_types(tricky_files, capsys):
     assert r["invalid_lines_by_reason"] == {}
 
 
+GFM = MarkdownIt("commonmark").enable("table")
+
+
+def table_rows(markdown: str, header: str) -> list[list[list]]:
+    """The body rows of the table whose first header cell is ``header``: per row, per cell,
+    the inline tokens (as GitHub's parser reads them: cells are split before code spans)."""
+    tokens = GFM.parse(markdown)
+    rows, in_table, row = [], False, None
+    for i, t in enumerate(tokens):
+        if t.type == "table_open":
+            in_table = tokens[i + 3].type == "th_open" and tokens[i + 4].content == header
+        elif in_table and t.type == "tbody_open":
+            rows = []
+        elif in_table and t.type == "tr_open":
+            row = []
+        elif in_table and t.type == "inline" and row is not None:
+            row.append(t.children or [])
+        elif in_table and t.type == "tr_close":
+            rows.append(row)
+            row = None
+        elif t.type == "table_close" and in_table:
+            return rows
+    raise AssertionError(f"no table with header {header!r}")
+
+
+def code_text(children: list) -> str:
+    """The cell is exactly one code span: its text."""
+    assert [c.type for c in children] == ["code_inline"], [(c.type, c.content) for c in children]
+    return children[0].content
+
+
 def test_markdown_table_and_escaping(tricky_files, capsys):
-    code, out, _ = run_report(capsys, str(tricky_files), "--format", "markdown", "--top", "3")
-    assert code == 0
+    code_, out, _ = run_report(capsys, str(tricky_files), "--format", "markdown", "--top", "3")
+    assert code_ == 0
     assert out.startswith("## Telemetry report")
-    rows = [ln for ln in out.splitlines()
-            if re.match(r"\| [1-9]\d* \|", ln) and len(re.findall(r"(?<!\\)\|", ln)) == 8]
-    assert len(rows) == 3 + 1       # 3 top errors + 1 warning
-    first = rows[0]
-    assert "Bad \\`value\\` \\| other column" in first
-    assert len(re.findall(r"(?<!\\)\|", first)) == 8   # 7 columns: no stray separator
+    errors = table_rows(out, "#")
+    assert len(errors) == 3 and all(len(r) == 7 for r in errors)   # no stray cell separator
+    assert [code_text(r[1]) for r in errors[:2]] == ["Bad `value` | other column",
+                                                     "Template with ``` fence inside"]
+    assert code_text(errors[0][6][:1]) == "#/a|b"       # the page keeps its pipe too
     assert out.count("<details>") == 3 and out.count("</details>") == 3
     assert "````text\nTemplate with ``` fence inside\n````" in out
     assert "- **Errors:** 20" in out
-    assert cell("a|b`c*d_e\nf") == "a\\|b\\`c\\*d\\_e f"
+    ops = table_rows(out, "Operation")
+    assert [code_text(r[0]) for r in ops] == ["save_quiz"]
+
+
+@pytest.mark.parametrize("text", [
+    "a|b", "`x`", "Template with ``` fence inside", "ends with `", "` starts", "a\\|b \\",
+    "@sentry/browser failed, see #123", "<b>bold</b> &amp; *star* _u_ [l](x)", "line1\nline2",
+    "|", "``",
+])
+def test_code_spans_survive_a_table_cell(text):
+    """What GitHub shows in the cell is the text (whitespace collapsed), as code."""
+    rows = table_rows(f"| x |\n|---|\n| {code(text)} |\n", "x")
+    assert code_text(rows[0][0]) == " ".join(text.split())
+
+
+def test_markdown_neutralises_mentions_and_issue_references(tmp_path, capsys):
+    """A pasted report pings nobody and links no issue: every @name and #123 that comes from
+    the data is inside code (a table cell's code span or the summary's <code>)."""
+    write(tmp_path / "telemetry-2025-12-20.jsonl", [
+        line(message="@sentry/browser init failed, see #123", url="https://x/#/team/@me"),
+        line(message="@sentry/browser init failed, see #456"),
+        line(message="Fixes #7 by @octocat | cc @org/team"),
+        line("log", level="warn", message="@here #99 slow"),
+        line("metric", name="@ops/sync #42", status="error", error="ping @oncall re #5"),
+    ])
+    code_, out, _ = run_report(capsys, str(tmp_path), "--format", "markdown")
+    assert code_ == 0
+    html_out = GFM.render(out)
+    outside_code = re.sub(r"<code>.*?</code>|<pre>.*?</pre>", "", html_out, flags=re.S)
+    assert "@" not in outside_code
+    assert not re.search(r"#\d", outside_code)
+    # and nothing was lost: the templates are there, in code
+    errors = table_rows(out, "#")
+    assert {code_text(r[1]) for r in errors} == {"@sentry/browser init failed, see #<int>",
+                                                 "Fixes #<int> by @octocat | cc @org/team"}
+    assert "<summary><b>1. <code>@sentry/browser init failed, see #&lt;int&gt;</code></b>" in out
 
 
 def test_text_fits_80_columns_and_has_no_ansi_when_piped(tricky_files, capsys, monkeypatch):
@@ -298,24 +374,43 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch):
+def run_on_tty(monkeypatch, directory: Path, *, no_color: bool) -> FakeTTY:
+    """`report DIRECTORY` with stdout on a (fake) terminal; TERM unset, NO_COLOR as asked."""
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
-    args = parser.parse_args([str(tricky_files)])
-    monkeypatch.delenv("NO_COLOR", raising=False)
+    args = parser.parse_args([str(directory)])
     monkeypatch.delenv("TERM", raising=False)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
     tty = FakeTTY()
     monkeypatch.setattr("sys.stdout", tty)
     assert command.run(args) == 0
-    coloured = tty.buffer.getvalue().decode()
+    return tty
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color(tricky_files, monkeypatch):
+    coloured = run_on_tty(monkeypatch, tricky_files, no_color=False).buffer.getvalue().decode()
     assert "\x1b[" in coloured
     plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
     assert max(width(ln) for ln in plain.splitlines()) <= 80
-    monkeypatch.setenv("NO_COLOR", "1")
-    tty = FakeTTY()
-    monkeypatch.setattr("sys.stdout", tty)
-    assert command.run(args) == 0
-    assert "\x1b" not in tty.buffer.getvalue().decode()
+    assert "\x1b" not in run_on_tty(monkeypatch, tricky_files, no_color=True).buffer.getvalue().decode()
+
+
+def test_colour_on_a_windows_console_without_vt_mode_goes_through_rich(tricky_files, monkeypatch):
+    """Such a console prints ANSI codes as garbage: rich colours the text with the console API
+    instead. Here (not Windows) rich writes what it would colour as ANSI, so we can check that
+    it is the same report, character for character, and still coloured."""
+    import rich.console
+
+    plain = run_on_tty(monkeypatch, tricky_files, no_color=True).buffer.getvalue().decode()
+    monkeypatch.setattr(rich.console, "detect_legacy_windows", lambda: True)
+    tty = run_on_tty(monkeypatch, tricky_files, no_color=False)
+    assert tty.buffer.getvalue() == b""                 # nothing went around rich
+    through_rich = tty.getvalue()
+    assert "\x1b[" in through_rich
+    assert re.sub(r"\x1b\[[0-9;]*m", "", through_rich) == plain
 
 
 def test_renderers_are_pure_functions(tricky_files):
@@ -346,15 +441,31 @@ def test_empty_input(tmp_path, capsys):
         assert code == 0 and out
 
 
-def test_missing_and_empty_session_ids_are_not_sessions(tmp_path, capsys):
+def test_missing_empty_and_blank_session_ids_are_not_sessions(tmp_path, capsys):
     write(tmp_path / "telemetry-1.jsonl", [
         line(sid=None), line(sid=""), json.dumps({"type": "error", "sessionId": None,
                                                   "timestamp": "2025-12-20T10:00:00Z"}),
+        line(sid="   "), line(sid="\t"), line(sid="\u3000"),   # whitespace only (an ideographic space too)
         line(sid="real"),
     ])
     r = report_json(capsys, str(tmp_path))
-    assert r["summary"]["errors"] == 4
+    assert r["summary"]["errors"] == 7
     assert r["summary"]["sessions"] == 1 and r["summary"]["sessions_with_errors"] == 1
+    assert r["top_errors"][0]["sessions"] == 1
+
+
+def test_numeric_session_ids_count_as_their_text(tmp_path, capsys):
+    # The documented rule: a number is the session of its decimal text, so 42 and "42" are one.
+    write(tmp_path / "telemetry-1.jsonl", [
+        line(sid=42), line(sid="42"), line("log", sid=4.5, level="info", message="hi"),
+        line("log", sid=True, level="info", message="a boolean is no session"),
+    ])
+    r = report_json(capsys, str(tmp_path))
+    assert r["summary"]["sessions"] == 2                      # "42" and "4.5"
+    assert r["summary"]["sessions_with_errors"] == 1          # "42"
+    assert r["top_errors"][0]["count"] == 2 and r["top_errors"][0]["sessions"] == 1
+    c = recount(tmp_path)                                      # the independent reader agrees
+    assert (len(c["sessions"]), len(c["error_sessions"])) == (2, 1)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -363,11 +474,29 @@ def test_missing_and_empty_session_ids_are_not_sessions(tmp_path, capsys):
     (["--since", "2025-12-21", "--until", "2025-12-20"], "before"),
     (["--days", "2", "--since", "2025-12-20"], "--days"),
     (["--days", "0"], "--days"),
+    (["--days", "-2"], "--days"),
+    (["--days", "inf"], "--days"),          # was an OverflowError traceback
+    (["--days", "1e308"], "--days"),
+    (["--days", "nan"], "--days"),
+    (["--days", "100000"], "at most 36,500"),   # a 1753 start: OSError on Windows
 ])
 def test_usage_errors_exit_2(window_files, capsys, argv, message):
     code, out, err = run_report(capsys, str(window_files), *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err
+
+
+def test_days_up_to_a_century_and_old_dates_are_written_in_full(window_files, capsys):
+    r = report_json(capsys, str(window_files), "--days", "36500")
+    assert r["summary"]["events"] == 5
+    century_ago = datetime.now(timezone.utc).year - 100
+    assert int(r["window"]["since"][:4]) in (century_ago - 1, century_ago)
+    r = report_json(capsys, str(window_files), "--since", "0001-01-01", "--until", "1969-12-31T23:59:59.5Z")
+    assert r["window"] == {"since": "0001-01-01T00:00:00.000Z", "until": "1969-12-31T23:59:59.500Z"}
+    assert r["summary"]["events"] == 0
+    for fmt in ("text", "markdown"):
+        code, out, _ = run_report(capsys, str(window_files), "--since", "1753-01-01", "--format", fmt)
+        assert code == 0 and "1753-01-01T00:00:00.000Z" in out
 
 
 def test_path_matching_nothing_exits_2(tmp_path, capsys):

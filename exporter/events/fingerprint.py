@@ -21,24 +21,38 @@ error type. The error type id is a short, stable hash of (kind, template), see
      ``scheme://``), ``blob:`` URLs and ``data:`` URLs (``data:[type/sub][;param],...``).
      Printable ASCII only (browsers percent-encode); a trailing ``.,;:!?`` is not part of it.
    - ``<email>``: ``local@domain.tld`` (ASCII).
+   - ``<str>``: a quoted value right after ``=``: ``user='ana'``, ``id="42"`` (Sentry's
+     ``quoted_str``); other quoted text is kept (see Decisions).
    - ``<uuid>``: 8-4-4-4-12 hex UUIDs, any version, either case.
    - ``<ip>``: IPv4 (octets <= 255) and IPv6 (validated with :mod:`ipaddress`; it must contain
-     a digit, so C++/Rust paths such as ``a::b`` are kept).
+     a digit, so C++/Rust paths such as ``a::b`` are kept), with its port and brackets if any:
+     ``10.0.0.12:443``, ``[2001:db8::1]:443``, ``2001:db8::1`` and Node's unbracketed
+     ``::1:3000`` are all one ``<ip>``, so the same failure with an IPv4 or an IPv6 address,
+     with or without a port, is one error type.
    - ``<date>``: ISO dates and datetimes (``2025-12-26``, ``2025-12-26T10:16:03.046Z``,
      ``2025-12-26 10:16:03+01:00``) and English month-name dates (``Dec 26 2025``,
      ``26 Dec 2025``, JS ``Fri Dec 26 2025 10:16:03 GMT+0000``, HTTP
      ``Fri, 26 Dec 2025 10:16:03 GMT``).
+   - ``<size>``: a number with a byte unit, optionally one space between: ``1.5GB``, ``2GB``,
+     ``3.5 MB``, ``512 KiB``, ``10mb``, ``100 bytes`` (units: k/K M G T P, optional ``i``,
+     then ``B`` or ``b``; ``byte``, ``bytes``). A bare ``B`` is not a unit (``Step 2B``).
    - ``<hash>``: hex runs of 16+ characters with at least one digit (sha1/sha256/md5, git ids,
-     32-hex ids). Numbers of 16+ digits are ``<hash>`` too: past 2**53 they are identifiers
-     (snowflake ids, ns timestamps), not quantities.
+     32-hex ids); 7 to 15 hex characters of one case with at least one digit AND one letter
+     (git short SHAs ``9e83a65``, asset hashes ``f9b03a2d``; as in Sentry's ``git_sha``
+     pattern); and, inside a file name, 8+ hex characters glued with ``-`` or ``.`` to the
+     name before an extension, digits only included (``index-12345678.js``,
+     ``main.abc123de.css``: bundlers' content hashes). Numbers of 16+ digits are ``<hash>``
+     too: past 2**53 they are identifiers (snowflake ids, ns timestamps), not quantities.
+     Words are kept: ``deadbeef`` and ``cafebabe`` have no digit, ``Faded2024`` mixes cases.
    - ``<hex>``: ``0x``-prefixed hex (``0xdeadbeef``).
    - ``<duration>``: a number with a time unit, optionally one space between: ``10000ms``,
      ``30 s``, ``1.5s``, ``2 min``, ``5 h``. Units (lowercase): ns us µs ms s sec secs second
      seconds m min mins minute minutes h hr hrs hour hours.
+   - ``<percent>``: a number with ``%``, optionally one space between: ``12%``, ``12.5 %``.
    - ``<num>``: decimal and dotted numbers (``1.5``, ``-0.25``, ``1.2.3``).
    - ``<int>``: integers (``-5``, ``503``), in any script's decimal digits.
 
-   The URL, e-mail and IPv6 passes run first (each skipped when the text cannot contain one);
+   The URL, e-mail, ``=``-quote and IPv6 passes run first (each skipped when the text cannot contain one);
    the rest is one regex alternation tried in the order above at every token start, so at a
    given position the most specific placeholder wins. A leading ``-`` is absorbed only by a
    plain number (``-5`` -> ``<int>``, ``-2025-12-26`` -> ``-<date>``).
@@ -55,11 +69,21 @@ error type. The error type id is a short, stable hash of (kind, template), see
 Decisions
 ---------
 * Quoted values are kept: ``Cannot read properties of undefined (reading 'map')`` stays as is,
-  because the property name tells two different bugs apart ('map' vs 'filter').
+  because the property name tells two different bugs apart ('map' vs 'filter'). Only a quoted
+  value assigned with ``=`` (``field='ana'``) is a variable part, as in Sentry.
 * HTTP status codes become ``<int>`` (``status code 503`` -> ``status code <int>``), as in
   Sentry: 502/503/504 of the same call are one error type. Split them with a rule if needed.
 * Numbers glued to letters are words (``10px``, ``404NotFound``): fewer false merges, at the
   price of an occasional split; add a ``replace`` rule for such ids.
+* A quantity with a unit is one placeholder whether it is whole or decimal (``1.5GB`` and
+  ``2GB``, ``12%`` and ``12.5%``, ``2s`` and ``1.5s``); a plain ``1.5`` (``<num>``) and ``2``
+  (``<int>``) stay apart, as in Sentry (float and int).
+* An all-digit short hash cannot be told from a number: ``version 1234567`` is
+  ``version <int>`` while ``version 9e83a65`` is ``version <hash>`` (about 4% of 7-hex git
+  SHAs are all digits; Sentry makes the same trade-off). Only inside a file name, before an
+  extension, is an all-digit run of 8+ a hash. Add a ``replace`` rule if a message needs it.
+* Host names are kept (``api.example.com``): in an app's messages they name the service
+  called, which tells failures apart; replace them with a rule if they vary.
 * Side effects worth knowing: a bare time of day is ``<int>:<int>:<int>``, ``v1.2.3`` is
   ``v1.<num>`` (the major version glued to ``v`` stays), ``1,234`` is ``<int>,<int>``.
 * :func:`normalise` is idempotent without user rules: ``normalise(normalise(m)) ==
@@ -165,31 +189,48 @@ _URL = re.compile(
 )
 _EMAIL = re.compile(
     f"(?=[A-Za-z0-9]){_B}[A-Za-z0-9][A-Za-z0-9._%+\\-]*@[A-Za-z0-9][A-Za-z0-9.\\-]*\\.[A-Za-z]{{2,}}{_E}")
+# A quoted value right after '=' (key='value', attr="value"): the value of a setting or a
+# field, as in Sentry's quoted_str. Other quoted text is kept ("reading 'map'").
+_ASSIGNED_QUOTE = re.compile(r"""(?<==)(?:'[^']+'|"[^"]+")""")
 _HEX_RUN = "[0-9a-fA-F]"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PORT = r"(?::[0-9]{1,5}(?![0-9]))?"    # an optional ":port", part of the <ip> placeholder
 # IPv6 candidates (validated by ipaddress): hex, ':' and '.' (IPv4-mapped), at least two ':',
-# ending with a hex digit. Not after a token character, ':', '.' or '>' (see _cut()).
+# ending with a hex digit; either in brackets ("[2001:db8::1]:443", brackets and port included)
+# or bare, not after a token character, ':', '.' or '>' (see _cut()).
 _IPV6 = re.compile(
-    f"(?=[0-9a-fA-F:])(?<![:.>]){_B}[0-9a-fA-F:.]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*[0-9a-fA-F](?![:.<]){_E}")
+    f"\\[(?P<bracketed>[0-9a-fA-F:.]+)\\]{_PORT}{_E}"
+    f"|(?=[0-9a-fA-F:])(?<![:.>]){_B}"
+    f"(?P<bare>[0-9a-fA-F:.]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*[0-9a-fA-F])(?![:.<]){_E}")
+_TRAILING_PORT = re.compile(r":[0-9]{1,5}\Z")
 _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
           r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? "
 _CLOCK = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
+_QUANTITY = r"\d+(?:\.\d+)?"      # the number in front of a unit: 2, 1.5
+# A hash: 16+ hex characters with a digit (sha1/sha256/md5, 32-hex ids, 16+ digit numbers), or
+# 7-15 hex characters of one case with a digit AND a letter (git short SHAs "9e83a65", asset
+# hashes "f9b03a2d"). Words ("deadbeef", "Faded") have no digit or mix cases; numbers no letter.
+_HASH = (f"(?=[a-fA-F]*[0-9])(?:{_HEX_RUN}{{16,}}"
+         "|(?=[0-9]*[a-f])[0-9a-f]{7,15}|(?=[0-9]*[A-F])[0-9A-F]{7,15})")
 
 # The digit family, one alternation tried in this order at every token start (one regex pass
 # instead of eight). Each branch is a named group; the group name is the placeholder.
 _FAMILY_BRANCHES = (
     ("uuid", f"{_HEX_RUN}{{8}}-{_HEX_RUN}{{4}}-{_HEX_RUN}{{4}}-{_HEX_RUN}{{4}}-{_HEX_RUN}{{12}}"),
-    ("ip", f"(?<![0-9]\\.){_OCTET}(?:\\.{_OCTET}){{3}}(?!\\.[0-9])"),
+    ("ip", f"(?<![0-9]\\.){_OCTET}(?:\\.{_OCTET}){{3}}(?!\\.[0-9]){_PORT}"),
     ("date", f"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}"
              f"(?:[T ]{_CLOCK}(?:Z|[+-][0-9]{{2}}(?::?[0-9]{{2}})?)?)?"
              f"|(?:{_WEEKDAY})?(?:{_MONTH}\\.? [0-9]{{1,2}},? |[0-9]{{1,2}} {_MONTH}\\.?,? )"
              f"[0-9]{{4}}(?: {_CLOCK})?(?: (?:GMT|UTC)(?:[+-][0-9]{{4}})?)?"),
-    # 16+ hex chars with a digit; or 8-15 hex chars with a digit AND a letter (content hashes
-    # of bundled assets, "index-f9b03a2d.js"; plain numbers stay <int>)
-    ("hash", f"(?=[a-fA-F]*[0-9])(?:{_HEX_RUN}{{16,}}|(?=[0-9]*[a-fA-F]){_HEX_RUN}{{8,15}})"),
+    ("size", f"{_QUANTITY} ?(?:[kKmMgGtTpP]i?[bB]|bytes?)"),
+    # A hash (see _HASH); or a content hash in a file name: 8+ hex characters, digits only
+    # included, glued with '-' or '.' to a name and followed by an extension ("index-12345678.js")
+    ("hash", f"{_HASH}|(?<=[0-9A-Za-z][-.])(?=[a-fA-F]*[0-9]){_HEX_RUN}{{8,}}"
+             f"(?=\\.[A-Za-z][A-Za-z0-9]{{0,7}}{_E})"),
     ("hex", "0[xX][0-9a-fA-F]+"),
-    ("duration", r"\d+(?:\.\d+)? ?(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)"),
+    ("duration", f"{_QUANTITY} ?(?:ns|us|µs|μs|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)"),
+    ("percent", f"{_QUANTITY} ?%"),
 )
 # A leading '-' belongs to a plain number only: "-5" -> <int>, but "-2025-12-26" -> -<date>.
 _NOT_SPECIFIC = "(?!(?:" + "|".join(f"(?:{body})" for _, body in _FAMILY_BRANCHES) + f"){_E})"
@@ -201,27 +242,42 @@ _FAMILY = re.compile(
     + f"|(?P<int>(?:-{_NOT_SPECIFIC})?\\d+)"
     + f"){_E}"
 )
-_PLACEHOLDER = {name: f"<{name}>" for name in ("uuid", "ip", "date", "hash", "hex", "duration",
-                                               "num", "int")}
+_PLACEHOLDER = {name: f"<{name}>" for name in ("uuid", "ip", "date", "size", "hash", "hex",
+                                               "duration", "percent", "num", "int")}
 
 # An id glued to a prefix with "_" (Stripe's pi_3f9c..., Sentry-style prefixed ids): the hex
 # part of a token like "pi_bc653d52bd291df2e8b06f9c" is a hash although "_" joins the token.
-_PREFIXED_HASH = re.compile(f"(?<=_)(?=[a-fA-F]*[0-9]){_HEX_RUN}{{16,}}{_E}")
+_PREFIXED_HASH = re.compile(f"(?<=_)(?:{_HASH}){_E}")
 
 _DIGIT = re.compile(r"\d")
 _LEADING_WS = re.compile(r"\s*")
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def _ipv6(m: re.Match) -> str:
-    s = m.group()
-    if not _DIGIT.search(s):
-        return s
+def _is_ipv6(text: str) -> bool:
     try:
-        ipaddress.IPv6Address(s)
+        ipaddress.IPv6Address(text)
     except ValueError:
-        return s
-    return "<ip>"
+        return False
+    return True
+
+
+def _ipv6(m: re.Match) -> str:
+    """``<ip>`` for an IPv6 address, with its brackets and port if any; else the text as is.
+
+    A bare address followed by a port (Node.js writes ``::1:3000``) is an address as a whole,
+    or, when that is not valid, an address plus ``:port``: either way one ``<ip>``.
+    """
+    text = m.group("bracketed") or m.group("bare")
+    if not _DIGIT.search(text):
+        return m.group()
+    if _is_ipv6(text):
+        return "<ip>"
+    if m.group("bare"):
+        port = _TRAILING_PORT.search(text)
+        if port and _is_ipv6(text[:port.start()]):
+            return "<ip>"
+    return m.group()
 
 
 def _family(m: re.Match) -> str:
@@ -234,6 +290,8 @@ def _substitute(text: str) -> str:
         text = _URL.sub("<url>", text)
     if "@" in text:
         text = _EMAIL.sub("<email>", text)
+    if "='" in text or '="' in text:
+        text = _ASSIGNED_QUOTE.sub("<str>", text)
     if not _DIGIT.search(text):
         return text  # every later placeholder needs a digit
     if "::" in text or text.count(":") >= 7:  # compressed or full form; not "10:16:03"

@@ -37,17 +37,33 @@ def _server_times(received: object, sent: object) -> tuple[int | None, int | Non
     return times
 
 
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _slow_loads(raw: bytes, error: Exception) -> object | Invalid:
     """orjson refused the line: tell invalid UTF-8 from bad JSON, and accept the few things
-    that are valid JSON but that orjson refuses (integers beyond 64 bits)."""
+    that are valid JSON but that orjson refuses (integers beyond 64 bits in orjson < 3.10,
+    numbers beyond the double range such as ``1e400``). Python's extensions to JSON (``NaN``,
+    ``Infinity``, ``-Infinity``) are refused, as a strict reader would."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Invalid(model.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return Invalid(model.NOT_JSON, str(error)[:200])
+
+
+def session_of(value: object) -> str | None:
+    """The session id of a ``sessionId`` value: a string that is not empty or whitespace only,
+    or a number as ``str(number)`` (``42`` -> ``"42"``); anything else is no session."""
+    if type(value) is str:
+        return None if not value or value.isspace() else value
+    if type(value) in (int, float):
+        return str(value)
+    return None
 
 
 def parse_line(raw: bytes) -> Event | Invalid:
@@ -74,10 +90,7 @@ def parse_line(raw: bytes) -> Event | Invalid:
     when = event_time_ns(parse_time_ns(ts) if ts is not None else None, received, sent)
     if when is None:
         return Invalid(model.NO_TIMESTAMP, "no usable 'timestamp' or '_server.receivedAt'")
-    session = get("sessionId")
-    if type(session) is not str:
-        session = str(session) if type(session) in (int, float) else None
     url = get("url")
     data = get("data")
-    return Event(etype, when, received, session or None, url if type(url) is str else None,
+    return Event(etype, when, received, session_of(get("sessionId")), url if type(url) is str else None,
                  data if type(data) is dict else {}, raw.decode("utf-8"))

@@ -13,7 +13,7 @@ The Loki timestamp is derived from it, see :func:`loki_timestamp_ns`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -137,7 +137,12 @@ def loki_timestamp_ns(event_ns: int, anchor_ns: int | None, line_offset: int) ->
 
 
 def format_ns(ns: int) -> str:
-    """Unix ns -> ISO 8601 UTC with millisecond precision, e.g. 2025-12-26T10:16:03.046Z."""
+    """Unix ns -> ISO 8601 UTC with millisecond precision, e.g. 2025-12-26T10:16:03.046Z.
+
+    Any time from year 1 to 9999 (before 1970 too): computed from the epoch with a timedelta,
+    not with ``datetime.fromtimestamp``, which raises OSError on Windows before 1970, and with
+    a four-digit year (``strftime("%Y")`` writes year 1 as ``1`` on Linux)."""
     secs, rem = divmod(ns, NS_PER_S)
-    dt = datetime.fromtimestamp(secs, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // NS_PER_MS:03d}Z"
+    dt = _EPOCH + timedelta(seconds=secs)
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}.{rem // NS_PER_MS:03d}Z")

@@ -16,6 +16,9 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from rich.console import Console
+from rich.text import Text
+
 from exporter.aggregation.core import Limits, Window
 from exporter.aggregation.scan import ScanError, ScanOptions, make_fingerprinter, scan
 from exporter.config import Config, ConfigError, load_config
@@ -28,6 +31,7 @@ from exporter.sources.files import SourceError, discover
 NS_PER_S = 1_000_000_000
 DAY_NS = 86_400 * NS_PER_S
 FORMATS = ("text", "json", "markdown")
+MAX_DAYS = 36_500        # --days: a century back is plenty (and stays a representable date)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -57,8 +61,9 @@ def window_from_args(args: argparse.Namespace, now_ns: int) -> Window:
         raise UsageError("--days and --since cannot be used together")
     since = until = None
     if days is not None:
-        if days <= 0:
-            raise UsageError(f"--days: must be a positive number, not {days:g}")
+        if not 0 < days <= MAX_DAYS:   # NaN and infinities fail this too
+            raise UsageError(f"--days: must be a number of days above 0 and at most {MAX_DAYS:,}, "
+                             f"not {days:g}")
         since = now_ns - int(round(days * DAY_NS))
     if since_text is not None:
         since = parse_when(since_text, "--since")
@@ -92,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="telemetry files, directories or globs (default: ./telemetry-logs, "
                              "or 'logs' from the config)")
     parser.add_argument("--days", type=_days, metavar="N",
-                        help="only events of the last N days (event time >= now - N*24h)")
+                        help="only events of the last N days (event time >= now - N*24h; "
+                             f"0 < N <= {MAX_DAYS})")
     parser.add_argument("--since", metavar="WHEN",
                         help="only events at or after WHEN (ISO date or time, UTC if no offset; "
                              "a date means 00:00Z)")
@@ -118,6 +124,8 @@ def _use_color(stream) -> bool:
 
 
 def _write(stream, text: str) -> None:
+    """Write ``text`` as UTF-8 (to the byte buffer when there is one: a Windows pipe would
+    otherwise encode it as cp1252 and fail on non-Latin text)."""
     buffer = getattr(stream, "buffer", None)
     if buffer is not None:
         stream.flush()
@@ -126,6 +134,22 @@ def _write(stream, text: str) -> None:
     else:
         stream.write(text)
         stream.flush()
+
+
+def _write_colored(stream, text: str) -> None:
+    """Write text with ANSI colours so that every terminal shows colours, not codes.
+
+    Terminals that read ANSI codes (Linux, macOS, Windows Terminal, a Windows console in VT
+    mode) get the text as is. A Windows console without VT mode would print the codes as
+    garbage: rich (already a dependency) detects it and colours the same text through the
+    Windows console API instead, without changing a character of the layout.
+    """
+    console = Console(file=stream, force_terminal=True, color_system="standard", soft_wrap=True,
+                      highlight=False, markup=False, emoji=False)
+    if console.legacy_windows:
+        console.print(Text.from_ansi(text), end="")
+    else:
+        _write(stream, text)
 
 
 def run(args: argparse.Namespace, cfg: Config | None = None) -> int:
@@ -161,14 +185,18 @@ def run(args: argparse.Namespace, cfg: Config | None = None) -> int:
                           inputs=Inputs(files=result.files, bytes=result.bytes))
     fmt = getattr(args, "format", "text") or "text"
     out = sys.stdout
+    color = fmt == "text" and _use_color(out)
     if fmt == "json":
         text = render_json(report)
     elif fmt == "markdown":
         text = render_markdown(report)
     else:
-        text = render_text(report, width=80, color=_use_color(out))
+        text = render_text(report, width=80, color=color)
     try:
-        _write(out, text)
+        if color:
+            _write_colored(out, text)
+        else:
+            _write(out, text)
     except BrokenPipeError:  # `report | head`
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit

@@ -8,20 +8,35 @@ import re
 from exporter.events.timing import format_ns
 from exporter.report.model import ErrorRow, Report
 
-_CELL_SPECIAL = re.compile(r"([\\`|*_\[\]<>~])")
 _BACKTICKS = re.compile(r"`+")
 
 
-def cell(text: str) -> str:
-    """Text safe inside a GFM table cell: one line, Markdown specials (| and ` included) escaped."""
+def _fence(text: str, shortest: int) -> str:
+    """A run of backticks longer than any run in ``text`` (at least ``shortest``)."""
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
+    return "`" * max(shortest, longest + 1)
+
+
+def code(text: str) -> str:
+    """``text`` as an inline code span, safe in a GFM table cell of a GitHub issue.
+
+    One line (whitespace runs become one space). Inside a code span nothing is Markdown or
+    HTML, and GitHub links no @mention (``@sentry/browser``), no ``#123`` and no commit SHA.
+    A ``|`` is escaped: tables are split into cells before code spans are read (GFM); the
+    fence is longer than any run of backticks inside, padded with a space when the text
+    starts or ends with one.
+    """
     text = " ".join(text.split())
-    return _CELL_SPECIAL.sub(r"\\\1", text)
+    if not text:
+        return ""
+    fence = _fence(text, 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return fence + pad + text.replace("|", "\\|") + pad + fence
 
 
 def code_block(text: str) -> str:
     """A fenced block whose fence is longer than any run of backticks in ``text``."""
-    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
-    fence = "`" * max(3, longest + 1)
+    fence = _fence(text, 3)
     return f"{fence}text\n{text}\n{fence}"
 
 
@@ -40,8 +55,8 @@ def _error_table(rows: tuple[ErrorRow, ...], label: str) -> list[str]:
     out = [f"| # | {label.capitalize()[:-1]} | Count | Sessions | First seen (UTC) | Last seen (UTC) | Top page |",
            "|---:|---|---:|---:|---|---|---|"]
     for i, r in enumerate(rows, 1):
-        page = f"{cell(r.pages[0][0])} ({r.pages[0][1]:,})" if r.pages else ""
-        out.append(f"| {i} | {cell(_short(r.template))} | {r.count:,} | {r.sessions:,} | "
+        page = f"{code(r.pages[0][0])} ({r.pages[0][1]:,})" if r.pages else ""
+        out.append(f"| {i} | {code(_short(r.template))} | {r.count:,} | {r.sessions:,} | "
                    f"{_when(r.first_seen_ns)} | {_when(r.last_seen_ns)} | {page} |")
     out.append("")
     return out
@@ -50,7 +65,8 @@ def _error_table(rows: tuple[ErrorRow, ...], label: str) -> list[str]:
 def _details(i: int, r: ErrorRow) -> list[str]:
     out = [
         "<details>",
-        f"<summary><b>{i}. {html.escape(_short(r.template, 120))}</b> "
+        # <code>: GitHub links no @mention or #123 inside it (a summary is HTML, not Markdown)
+        f"<summary><b>{i}. <code>{html.escape(_short(r.template, 120))}</code></b> "
         f"&mdash; {r.count:,} events, {r.sessions:,} sessions</summary>",
         "",
         f"- **Error type:** `{r.error_type}`",
@@ -70,7 +86,7 @@ def _details(i: int, r: ErrorRow) -> list[str]:
         "| Page | Count |",
         "|---|---:|",
     ]
-    out += [f"| {cell(p)} | {n:,} |" for p, n in r.pages]
+    out += [f"| {code(p)} | {n:,} |" for p, n in r.pages]
     if r.distinct_pages > len(r.pages):
         rest = r.count - sum(n for _, n in r.pages)
         out.append(f"| _{r.distinct_pages - len(r.pages):,} more pages_ | {rest:,} |")
@@ -122,15 +138,15 @@ def render_markdown(report: Report) -> str:
     if report.failed_operations:
         out += ["| Operation | Count | Sessions | Reasons |", "|---|---:|---:|---|"]
         for f in report.failed_operations:
-            reasons = ", ".join(f"{cell(r)} ({n:,})" for r, n in f.reasons)
-            out.append(f"| {cell(f.name)} | {f.count:,} | {f.sessions:,} | {reasons} |")
+            reasons = ", ".join(f"{code(r)} ({n:,})" for r, n in f.reasons)
+            out.append(f"| {code(f.name)} | {f.count:,} | {f.sessions:,} | {reasons} |")
         out.append("")
     else:
         out += ["No failed operations.", ""]
     out += ["### Errors by page", ""]
     if report.errors_by_page:
         out += ["| Page | Errors |", "|---|---:|"]
-        out += [f"| {cell(p)} | {n:,} |" for p, n in report.errors_by_page]
+        out += [f"| {code(p)} | {n:,} |" for p, n in report.errors_by_page]
         out.append("")
     else:
         out += ["No errors.", ""]
