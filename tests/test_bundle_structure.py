@@ -251,6 +251,8 @@ def test_rule(path, group, rule):
     for value in ann.values():
         assert "${" not in value, "Grafana expands ${...} in annotations"
         assert value.count("{{") == value.count("}}")
+        assert not re.search(r"externalURL\s*\}\}/", value), \
+            "Grafana's externalURL ends with / (its root_url, slash added): {{ externalURL }}/d/... has two"
         for uid in re.findall(r"/d/([\w-]+)", value):
             assert uid in DASHBOARD_UIDS
         for ref in re.findall(r"\$values\.(\w+)", value):
