@@ -334,6 +334,12 @@ def test_loki_config_fits_a_30_day_backfill():
     ingester = cfg["ingester"]
     assert duration_s(ingester["max_chunk_age"]) == 7200, "max_chunk_age/2 is the exporter's 1 h ordering window"
     assert duration_s(ingester["chunk_idle_period"]) <= 600, "imported history must become visible soon"
+    # long queries must end with Loki's query timeout, not with the HTTP server cutting them off
+    query_timeout = duration_s(limits["query_timeout"])
+    for key in ("http_server_read_timeout", "http_server_write_timeout"):
+        assert duration_s(cfg["server"][key]) > query_timeout, f"server.{key} must exceed query_timeout"
+    grafana_timeout = bq.datasources()["telemetry-loki"]["jsonData"]["timeout"]
+    assert grafana_timeout <= query_timeout, "Grafana would give up on Loki before Loki's own timeout"
     compactor = cfg["compactor"]
     assert compactor["retention_enabled"] is True and compactor["delete_request_store"]
     assert cfg["auth_enabled"] is False
