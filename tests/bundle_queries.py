@@ -246,6 +246,30 @@ def variable_promql(query: Query) -> str | None:
     return expr  # a plain PromQL query variable
 
 
+def grafana_query_result_text(series: dict) -> str:
+    """The text Grafana's Prometheus ``query_result()`` variable makes of one series of an instant
+    vector (packages/grafana-prometheus/src/metric_find_query.ts, queryResultQuery): the metric
+    name, then ``{k="v",...}`` in the response's label order with the values NOT escaped, then the
+    value and the timestamp in milliseconds; the variable's regex is applied to this text."""
+    metric = dict(series["metric"])
+    name = metric.pop("__name__", "")
+    ts_ms = float(series["value"][0]) * 1000
+    ts_text = str(int(ts_ms)) if ts_ms.is_integer() else repr(ts_ms)
+    return (name + "{" + ",".join(f'{k}="{v}"' for k, v in metric.items()) + "}"
+            + f" {series['value'][1]} {ts_text}")
+
+
+def variable_regex(var: dict) -> re.Pattern:
+    """A variable's Grafana ``/regex/flags`` as a Python pattern (JavaScript named groups
+    ``(?<name>...)`` become ``(?P<name>...)``). Grafana applies it with RegExp.exec (a search)."""
+    m = re.fullmatch(r"/(.*)/([gimsuy]*)", var["regex"], re.S)
+    if not m:
+        raise ValueError(f"not a /regex/: {var['regex']!r}")
+    pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", m.group(1))
+    flags = (re.I if "i" in m.group(2) else 0) | (re.M if "m" in m.group(2) else 0) | (re.S if "s" in m.group(2) else 0)
+    return re.compile(pattern, flags)
+
+
 # ----------------------------------------------------------------------------------------------
 # Grafana variables
 # ----------------------------------------------------------------------------------------------

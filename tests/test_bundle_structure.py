@@ -154,6 +154,23 @@ def test_variables_and_links(path, dash):
     assert not re.search(r'"datasource":\s*\{[^}]*"id"', text), "numeric datasource id"
 
 
+TRICKY_TEMPLATES = ["Failed to fetch", 'Unexpected token "<" in JSON at position <int>',
+                    'He said "hi", template="x"', 'closing "} <int> <int>', "two\nlines", "back\\slash", ""]
+
+
+def test_error_type_variable_keeps_the_whole_template():
+    """query_result() text is not escaped: a template with a quote must not be cut at it."""
+    dash = next(d for _p, d in DASHBOARDS if d["uid"] == "telemetry-errors")
+    var = next(v for v in dash["templating"]["list"] if v["name"] == "error_type")
+    regex = bq.variable_regex(var)
+    for template in TRICKY_TEMPLATES:
+        series = {"metric": {"error_type": "0123456789ab", "template": template},
+                  "value": [1796326140.019, "1796326000"]}
+        m = regex.search(bq.grafana_query_result_text(series))
+        assert m and m.group("value") == "0123456789ab" and m.group("text") == template, template
+    assert "template" in bq.variable_promql(next(q for q in bq.variable_queries() if q.ref_id == "error_type"))
+
+
 def test_errors_dashboard_mirrors_every_report_section():
     dash = next(d for _p, d in DASHBOARDS if d["uid"] == "telemetry-errors")
     titles = {p["title"] for p in bq.iter_panels(dash)}
