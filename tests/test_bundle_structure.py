@@ -178,8 +178,15 @@ def test_errors_dashboard_mirrors_every_report_section():
                    "Sessions", "Sessions with errors", "Sessions with errors %", "Error types",
                    "Invalid lines (all files)", "Top errors", "Errors over time by error type",
                    "Errors by page", "Errors by hour of day (UTC)", "Top warnings",
-                   "Failure reasons", "Recent error log lines"]:
+                   "Failure reasons", "Recent error log lines", "Re-timed events (late/skewed)"]:
         assert wanted in titles, wanted
+    # Loki places a re-timed event at its receive time: no panel may say "event time" decides
+    for p in bq.iter_panels(dash):
+        text = p.get("description") or ""
+        assert "event time lies in" not in text and "(Loki, event time)" not in text, p["title"]
+        if any("$__range" in t.get("expr", "") and (t.get("datasource") or p["datasource"])["type"] == "loki"
+               for t in p.get("targets") or []):
+            assert "re-timed" in text.lower(), f"{p['title']}: say how re-timed events are placed"
     assert {v["name"] for v in dash["templating"]["list"]} == {"app", "error_type"}
     # time-range panels must read Loki (event time), not Prometheus counters (import time)
     for q in bq.panel_queries():
