@@ -192,7 +192,35 @@ def test_errors_dashboard_mirrors_every_report_section():
     for q in bq.panel_queries():
         if q.dashboard_uid == dash["uid"] and ("$__range" in q.expr or "$__auto" in q.expr):
             assert q.language == "logql", f"{q}: a time-range panel on Prometheus shows import time"
-    top = next(p for p in bq.iter_panels(dash) if p["title"] == "Top errors")
+    by_title = {p["title"]: p for p in bq.iter_panels(dash)}
+
+    def column_queries(title: str) -> dict[str, bq.Query]:
+        out = {}
+        for q in bq.panel_queries():
+            if q.dashboard_uid == dash["uid"] and q.panel_title == title:
+                out[re.search(r'"column", "(\w+)"', q.expr).group(1)] = q
+        return out
+
+    # the report's per-type columns are reproduced for the time range (Loki), all-time kept beside
+    for title, all_time in (("Top errors", {"all_time_count", "all_time_first_seen", "all_time_last_seen"}),
+                            ("Top warnings", {"all_time_count"})):
+        cols = column_queries(title)
+        assert set(cols) == {"count", "sessions", "first_seen", "last_seen"} | all_time, title
+        for col in ("count", "sessions", "first_seen", "last_seen"):
+            assert cols[col].language == "logql" and "$__range" in cols[col].expr, f"{title}/{col}"
+        for col, func in (("first_seen", "min_over_time"), ("last_seen", "max_over_time")):
+            expr = cols[col].expr
+            assert expr.startswith(f"label_replace({func}(") and "by (error_type)" in expr, f"{title}/{col}"
+            # event time: event_time metadata when re-timed, else the Loki timestamp, in ms
+            assert "{{ if .event_time }}" in expr and "__timestamp__ | unixEpochMillis" in expr, f"{title}/{col}"
+        for col in all_time:
+            assert cols[col].language == "promql", f"{title}/{col}"
+    hours = next(q for q in bq.panel_queries() if q.panel_title == "Errors by hour of day (UTC)")
+    assert [f"{h:02d}" for h in range(24)] == re.findall(r'label_replace\(vector\(0\), "hour", "(\d\d)"', hours.expr), \
+        "every hour of the day shows, 0 when it has no errors"
+    pages = column_queries("Errors by page")
+    assert set(pages) == {"count", "percent"} and "group_left" in pages["percent"].expr
+    top = by_title["Top errors"]
     links = [link for o in top["fieldConfig"]["overrides"] for prop in o["properties"]
              if prop["id"] == "links" for link in prop["value"]]
     assert links and "var-error_type=${__value.raw}" in links[0]["url"], "Top errors must link to its logs"
