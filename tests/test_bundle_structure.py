@@ -331,7 +331,7 @@ def test_alert_rules_fit_their_purpose():
     assert any("offset" in d["model"]["expr"] for d in spike), "the usual level comes from earlier windows"
     unhealthy = bq.condition_queries(by_title["Telemetry exporter unhealthy"])[0]["model"]["expr"]
     for problem in ("up{", "telemetry_exporter_loki_push_failures_total",
-                    "telemetry_exporter_loki_entries_rejected_total"):
+                    "telemetry_exporter_loki_entries_rejected_total", "telemetry_error_types_overflow_total"):
         assert problem in unhealthy
     # new types must reach you within 2 minutes: group interval + scrape interval + group_wait
     group = next(g for _p, g, r in RULES if r["title"] == "New error type")

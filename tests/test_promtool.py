@@ -107,6 +107,9 @@ def test_alert_rules_unit_tests(tmp_path):
      "the restart-inside-the-window test must catch it"),
     # rejections counted with increase() only
     (lambda text: text.replace("unless", "and"), "the first-rejection test must catch it"),
+    # no alert for error types past the cap
+    (lambda text: text.replace("telemetry_error_types_overflow_total", "telemetry_no_such_counter_total"),
+     "the overflow tests must catch it"),
 ])
 def test_unit_tests_catch_a_broken_rule(tmp_path, mutation, why):
     changed = []
