@@ -74,6 +74,21 @@ class Query:
         return self.where
 
 
+_DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DUR_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def duration_s(text: str | int) -> float:
+    """Prometheus/Grafana/Loki duration ("90s", "2h", "1h30m", "0") -> seconds; ValueError otherwise."""
+    text = str(text).strip()
+    if text == "0":
+        return 0.0
+    m = _DUR_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(int(g) * u for g, u in zip(m.groups(), _DUR_UNITS) if g)
+
+
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
@@ -390,3 +405,46 @@ def write_promtool_rules(directory: Path) -> Path:
                     + yaml.safe_dump(promtool_rule_groups(), sort_keys=False, width=1000),
                     encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The bundle's Loki limits, for the Loki emulator (tests/loki_emulator.py)
+# ----------------------------------------------------------------------------------------------
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2, "GB": 1024 ** 3,
+               "GIB": 1024 ** 3}
+
+
+def loki_size(value: str | int) -> int:
+    """A Loki size ("256KB", "32MB", 1024) in bytes (Loki's KB/MB are powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _SIZE_UNITS:
+        raise ValueError(f"not a Loki size: {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def loki_emulator_kwargs() -> dict:
+    """LokiEmulator keyword arguments for the limits loki/loki-config.yaml sets, so tests push
+    into a Loki that accepts and rejects what the bundle's Loki would."""
+    cfg = load_yaml(LOKI_CONFIG)
+    limits, ingester = cfg.get("limits_config") or {}, cfg.get("ingester") or {}
+    out: dict = {}
+    for key, arg, conv in [
+            ("reject_old_samples", "reject_old_samples", bool),
+            ("reject_old_samples_max_age", "reject_old_samples_max_age", duration_s),
+            ("creation_grace_period", "creation_grace_period", duration_s),
+            ("max_line_size", "max_line_size", loki_size),
+            ("max_label_names_per_series", "max_label_names", int),
+            ("ingestion_rate_mb", "ingestion_rate_mb", float),
+            ("ingestion_burst_size_mb", "ingestion_burst_size_mb", float),
+            ("per_stream_rate_limit", "per_stream_rate_limit", loki_size),
+            ("per_stream_rate_limit_burst", "per_stream_rate_limit_burst", loki_size),
+            ("allow_structured_metadata", "allow_structured_metadata", bool)]:
+        if key in limits:
+            out[arg] = conv(limits[key])
+    for key, arg in [("max_chunk_age", "max_chunk_age"), ("chunk_idle_period", "chunk_idle_period")]:
+        if key in ingester:
+            out[arg] = duration_s(ingester[key])
+    within = (cfg.get("querier") or {}).get("query_ingesters_within")
+    if within:
+        out["query_ingesters_within"] = duration_s(within)
+    return out

@@ -19,19 +19,7 @@ import pytest
 from tests import bundle_queries as bq
 
 BUILTIN_DS = {bq.MIXED_DATASOURCE, bq.GRAFANA_DATASOURCE, bq.EXPR_DATASOURCE}
-_DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DUR_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
-def duration_s(text: str | int) -> float:
-    """Prometheus/Grafana duration ("90s", "2h", "1h30m", "0") -> seconds; ValueError otherwise."""
-    text = str(text).strip()
-    if text == "0":
-        return 0.0
-    m = _DUR_RE.match(text)
-    if not text or not m or not any(m.groups()):
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(int(g) * u for g, u in zip(m.groups(), _DUR_UNITS) if g)
+duration_s = bq.duration_s
 
 
 def test_duration_parser():
