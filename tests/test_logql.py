@@ -23,14 +23,13 @@ Loki would reject or silently get wrong:
   `__error__` label ("pipeline error: ... Use a label filter to intentionally skip this error"),
   so one unparsable line would blank the panel.
 
-When LOKI_URL is set, each expression is also run against that Loki (skipped otherwise).
+Running them on a real Loki, and comparing their values with the report, is
+tests/test_bundle_loki.py (when LOKI_URL is set).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from dataclasses import dataclass
 
 import pytest
@@ -608,29 +607,3 @@ def test_checker_accepts_valid_logql(expr):
 def test_checker_rejects_broken_logql(expr, why):
     with pytest.raises(LogQLError):
         check_logql(expr)
-
-
-# ----------------------------------------------------------------------------------------------
-# Against a real Loki (only when LOKI_URL is set)
-# ----------------------------------------------------------------------------------------------
-@pytest.mark.real_loki
-@pytest.mark.parametrize("query", QUERIES, ids=str)
-def test_logql_runs_on_real_loki(query):
-    url = os.environ.get("LOKI_URL")
-    if not url:
-        pytest.skip("LOKI_URL is not set: running the bundle's LogQL needs a Loki")
-    import httpx
-
-    expr = bq.substitute(query.expr, {"__range": "24h", "__auto": "5m"})
-    now = time.time()
-    headers = {"X-Scope-OrgID": os.environ["LOKI_TENANT"]} if os.environ.get("LOKI_TENANT") else {}
-    if query.instant:
-        params = {"query": expr, "time": str(int(now * 1e9))}
-        path = "/loki/api/v1/query"
-    else:
-        params = {"query": expr, "start": str(int((now - 86400) * 1e9)), "end": str(int(now * 1e9)),
-                  "step": "300", "limit": "20"}
-        path = "/loki/api/v1/query_range"
-    resp = httpx.get(url.rstrip("/") + path, params=params, headers=headers, timeout=60)
-    assert resp.status_code == 200, f"{query}: {resp.status_code} {resp.text[:500]}"
-    assert resp.json()["status"] == "success"
