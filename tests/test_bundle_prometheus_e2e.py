@@ -328,6 +328,8 @@ def _problems(prom: Prometheus) -> set[str]:
 # ----------------------------------------------------------------------------------------------
 def test_every_promql_expression_evaluates_and_returns_data_after_the_backfill(stack):
     prom = stack["prom"]
+    if stack["done"]:
+        pytest.skip(f"live steps {sorted(stack['done'])} already ran (tests out of file order)")
     queries = bq.promql_queries()
     assert len(queries) >= 50
     wheres = {q.where for q in queries}
