@@ -74,6 +74,21 @@ class Query:
         return self.where
 
 
+_DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DUR_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def duration_s(text: str | int) -> float:
+    """Prometheus/Grafana/Loki duration ("90s", "2h", "1h30m", "0") -> seconds; ValueError otherwise."""
+    text = str(text).strip()
+    if text == "0":
+        return 0.0
+    m = _DUR_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(int(g) * u for g, u in zip(m.groups(), _DUR_UNITS) if g)
+
+
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
@@ -246,6 +261,30 @@ def variable_promql(query: Query) -> str | None:
     return expr  # a plain PromQL query variable
 
 
+def grafana_query_result_text(series: dict) -> str:
+    """The text Grafana's Prometheus ``query_result()`` variable makes of one series of an instant
+    vector (packages/grafana-prometheus/src/metric_find_query.ts, queryResultQuery): the metric
+    name, then ``{k="v",...}`` in the response's label order with the values NOT escaped, then the
+    value and the timestamp in milliseconds; the variable's regex is applied to this text."""
+    metric = dict(series["metric"])
+    name = metric.pop("__name__", "")
+    ts_ms = float(series["value"][0]) * 1000
+    ts_text = str(int(ts_ms)) if ts_ms.is_integer() else repr(ts_ms)
+    return (name + "{" + ",".join(f'{k}="{v}"' for k, v in metric.items()) + "}"
+            + f" {series['value'][1]} {ts_text}")
+
+
+def variable_regex(var: dict) -> re.Pattern:
+    """A variable's Grafana ``/regex/flags`` as a Python pattern (JavaScript named groups
+    ``(?<name>...)`` become ``(?P<name>...)``). Grafana applies it with RegExp.exec (a search)."""
+    m = re.fullmatch(r"/(.*)/([gimsuy]*)", var["regex"], re.S)
+    if not m:
+        raise ValueError(f"not a /regex/: {var['regex']!r}")
+    pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", m.group(1))
+    flags = (re.I if "i" in m.group(2) else 0) | (re.M if "m" in m.group(2) else 0) | (re.S if "s" in m.group(2) else 0)
+    return re.compile(pattern, flags)
+
+
 # ----------------------------------------------------------------------------------------------
 # Grafana variables
 # ----------------------------------------------------------------------------------------------
@@ -366,3 +405,46 @@ def write_promtool_rules(directory: Path) -> Path:
                     + yaml.safe_dump(promtool_rule_groups(), sort_keys=False, width=1000),
                     encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The bundle's Loki limits, for the Loki emulator (tests/loki_emulator.py)
+# ----------------------------------------------------------------------------------------------
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2, "GB": 1024 ** 3,
+               "GIB": 1024 ** 3}
+
+
+def loki_size(value: str | int) -> int:
+    """A Loki size ("256KB", "32MB", 1024) in bytes (Loki's KB/MB are powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _SIZE_UNITS:
+        raise ValueError(f"not a Loki size: {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def loki_emulator_kwargs() -> dict:
+    """LokiEmulator keyword arguments for the limits loki/loki-config.yaml sets, so tests push
+    into a Loki that accepts and rejects what the bundle's Loki would."""
+    cfg = load_yaml(LOKI_CONFIG)
+    limits, ingester = cfg.get("limits_config") or {}, cfg.get("ingester") or {}
+    out: dict = {}
+    for key, arg, conv in [
+            ("reject_old_samples", "reject_old_samples", bool),
+            ("reject_old_samples_max_age", "reject_old_samples_max_age", duration_s),
+            ("creation_grace_period", "creation_grace_period", duration_s),
+            ("max_line_size", "max_line_size", loki_size),
+            ("max_label_names_per_series", "max_label_names", int),
+            ("ingestion_rate_mb", "ingestion_rate_mb", float),
+            ("ingestion_burst_size_mb", "ingestion_burst_size_mb", float),
+            ("per_stream_rate_limit", "per_stream_rate_limit", loki_size),
+            ("per_stream_rate_limit_burst", "per_stream_rate_limit_burst", loki_size),
+            ("allow_structured_metadata", "allow_structured_metadata", bool)]:
+        if key in limits:
+            out[arg] = conv(limits[key])
+    for key, arg in [("max_chunk_age", "max_chunk_age"), ("chunk_idle_period", "chunk_idle_period")]:
+        if key in ingester:
+            out[arg] = duration_s(ingester[key])
+    within = (cfg.get("querier") or {}).get("query_ingesters_within")
+    if within:
+        out["query_ingesters_within"] = duration_s(within)
+    return out

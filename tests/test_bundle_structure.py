@@ -19,19 +19,7 @@ import pytest
 from tests import bundle_queries as bq
 
 BUILTIN_DS = {bq.MIXED_DATASOURCE, bq.GRAFANA_DATASOURCE, bq.EXPR_DATASOURCE}
-_DUR_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DUR_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
-def duration_s(text: str | int) -> float:
-    """Prometheus/Grafana duration ("90s", "2h", "1h30m", "0") -> seconds; ValueError otherwise."""
-    text = str(text).strip()
-    if text == "0":
-        return 0.0
-    m = _DUR_RE.match(text)
-    if not text or not m or not any(m.groups()):
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(int(g) * u for g, u in zip(m.groups(), _DUR_UNITS) if g)
+duration_s = bq.duration_s
 
 
 def test_duration_parser():
@@ -154,6 +142,23 @@ def test_variables_and_links(path, dash):
     assert not re.search(r'"datasource":\s*\{[^}]*"id"', text), "numeric datasource id"
 
 
+TRICKY_TEMPLATES = ["Failed to fetch", 'Unexpected token "<" in JSON at position <int>',
+                    'He said "hi", template="x"', 'closing "} <int> <int>', "two\nlines", "back\\slash", ""]
+
+
+def test_error_type_variable_keeps_the_whole_template():
+    """query_result() text is not escaped: a template with a quote must not be cut at it."""
+    dash = next(d for _p, d in DASHBOARDS if d["uid"] == "telemetry-errors")
+    var = next(v for v in dash["templating"]["list"] if v["name"] == "error_type")
+    regex = bq.variable_regex(var)
+    for template in TRICKY_TEMPLATES:
+        series = {"metric": {"error_type": "0123456789ab", "template": template},
+                  "value": [1796326140.019, "1796326000"]}
+        m = regex.search(bq.grafana_query_result_text(series))
+        assert m and m.group("value") == "0123456789ab" and m.group("text") == template, template
+    assert "template" in bq.variable_promql(next(q for q in bq.variable_queries() if q.ref_id == "error_type"))
+
+
 def test_errors_dashboard_mirrors_every_report_section():
     dash = next(d for _p, d in DASHBOARDS if d["uid"] == "telemetry-errors")
     titles = {p["title"] for p in bq.iter_panels(dash)}
@@ -161,14 +166,49 @@ def test_errors_dashboard_mirrors_every_report_section():
                    "Sessions", "Sessions with errors", "Sessions with errors %", "Error types",
                    "Invalid lines (all files)", "Top errors", "Errors over time by error type",
                    "Errors by page", "Errors by hour of day (UTC)", "Top warnings",
-                   "Failure reasons", "Recent error log lines"]:
+                   "Failure reasons", "Recent error log lines", "Re-timed events (late/skewed)"]:
         assert wanted in titles, wanted
+    # Loki places a re-timed event at its receive time: no panel may say "event time" decides
+    for p in bq.iter_panels(dash):
+        text = p.get("description") or ""
+        assert "event time lies in" not in text and "(Loki, event time)" not in text, p["title"]
+        if any("$__range" in t.get("expr", "") and (t.get("datasource") or p["datasource"])["type"] == "loki"
+               for t in p.get("targets") or []):
+            assert "re-timed" in text.lower(), f"{p['title']}: say how re-timed events are placed"
     assert {v["name"] for v in dash["templating"]["list"]} == {"app", "error_type"}
     # time-range panels must read Loki (event time), not Prometheus counters (import time)
     for q in bq.panel_queries():
         if q.dashboard_uid == dash["uid"] and ("$__range" in q.expr or "$__auto" in q.expr):
             assert q.language == "logql", f"{q}: a time-range panel on Prometheus shows import time"
-    top = next(p for p in bq.iter_panels(dash) if p["title"] == "Top errors")
+    by_title = {p["title"]: p for p in bq.iter_panels(dash)}
+
+    def column_queries(title: str) -> dict[str, bq.Query]:
+        out = {}
+        for q in bq.panel_queries():
+            if q.dashboard_uid == dash["uid"] and q.panel_title == title:
+                out[re.search(r'"column", "(\w+)"', q.expr).group(1)] = q
+        return out
+
+    # the report's per-type columns are reproduced for the time range (Loki), all-time kept beside
+    for title, all_time in (("Top errors", {"all_time_count", "all_time_first_seen", "all_time_last_seen"}),
+                            ("Top warnings", {"all_time_count"})):
+        cols = column_queries(title)
+        assert set(cols) == {"count", "sessions", "first_seen", "last_seen"} | all_time, title
+        for col in ("count", "sessions", "first_seen", "last_seen"):
+            assert cols[col].language == "logql" and "$__range" in cols[col].expr, f"{title}/{col}"
+        for col, func in (("first_seen", "min_over_time"), ("last_seen", "max_over_time")):
+            expr = cols[col].expr
+            assert expr.startswith(f"label_replace({func}(") and "by (error_type)" in expr, f"{title}/{col}"
+            # event time: event_time metadata when re-timed, else the Loki timestamp, in ms
+            assert "{{ if .event_time }}" in expr and "__timestamp__ | unixEpochMillis" in expr, f"{title}/{col}"
+        for col in all_time:
+            assert cols[col].language == "promql", f"{title}/{col}"
+    hours = next(q for q in bq.panel_queries() if q.panel_title == "Errors by hour of day (UTC)")
+    assert [f"{h:02d}" for h in range(24)] == re.findall(r'label_replace\(vector\(0\), "hour", "(\d\d)"', hours.expr), \
+        "every hour of the day shows, 0 when it has no errors"
+    pages = column_queries("Errors by page")
+    assert set(pages) == {"count", "percent"} and "group_left" in pages["percent"].expr
+    top = by_title["Top errors"]
     links = [link for o in top["fieldConfig"]["overrides"] for prop in o["properties"]
              if prop["id"] == "links" for link in prop["value"]]
     assert links and "var-error_type=${__value.raw}" in links[0]["url"], "Top errors must link to its logs"
@@ -251,6 +291,8 @@ def test_rule(path, group, rule):
     for value in ann.values():
         assert "${" not in value, "Grafana expands ${...} in annotations"
         assert value.count("{{") == value.count("}}")
+        assert not re.search(r"externalURL\s*\}\}/", value), \
+            "Grafana's externalURL ends with / (its root_url, slash added): {{ externalURL }}/d/... has two"
         for uid in re.findall(r"/d/([\w-]+)", value):
             assert uid in DASHBOARD_UIDS
         for ref in re.findall(r"\$values\.(\w+)", value):
@@ -277,7 +319,7 @@ def test_alert_rules_fit_their_purpose():
     assert any("offset" in d["model"]["expr"] for d in spike), "the usual level comes from earlier windows"
     unhealthy = bq.condition_queries(by_title["Telemetry exporter unhealthy"])[0]["model"]["expr"]
     for problem in ("up{", "telemetry_exporter_loki_push_failures_total",
-                    "telemetry_exporter_loki_entries_rejected_total"):
+                    "telemetry_exporter_loki_entries_rejected_total", "telemetry_error_types_overflow_total"):
         assert problem in unhealthy
     # new types must reach you within 2 minutes: group interval + scrape interval + group_wait
     group = next(g for _p, g, r in RULES if r["title"] == "New error type")
@@ -332,6 +374,12 @@ def test_loki_config_fits_a_30_day_backfill():
     ingester = cfg["ingester"]
     assert duration_s(ingester["max_chunk_age"]) == 7200, "max_chunk_age/2 is the exporter's 1 h ordering window"
     assert duration_s(ingester["chunk_idle_period"]) <= 600, "imported history must become visible soon"
+    # long queries must end with Loki's query timeout, not with the HTTP server cutting them off
+    query_timeout = duration_s(limits["query_timeout"])
+    for key in ("http_server_read_timeout", "http_server_write_timeout"):
+        assert duration_s(cfg["server"][key]) > query_timeout, f"server.{key} must exceed query_timeout"
+    grafana_timeout = bq.datasources()["telemetry-loki"]["jsonData"]["timeout"]
+    assert grafana_timeout <= query_timeout, "Grafana would give up on Loki before Loki's own timeout"
     compactor = cfg["compactor"]
     assert compactor["retention_enabled"] is True and compactor["delete_request_store"]
     assert cfg["auth_enabled"] is False
@@ -370,7 +418,8 @@ def test_compose_healthchecks_and_start_order():
         for key in ("interval", "timeout", "start_period"):
             duration_s(svc["healthcheck"][key])
         for dep, cond in (svc.get("depends_on") or {}).items():
-            assert dep in SERVICES and cond == {"condition": "service_healthy"}, f"{name} -> {dep}"
+            assert dep in SERVICES and cond["condition"] in ("service_healthy", "service_started"), \
+                f"{name} -> {dep}"
     # Loki >= 3.6 images have no shell, wget or curl
     assert SERVICES["loki"]["healthcheck"]["test"] == ["CMD", "/usr/bin/loki", "-health"]
     major, minor = map(int, SERVICES["loki"]["image"].rsplit(":", 1)[1].split(".")[:2])
@@ -378,9 +427,14 @@ def test_compose_healthchecks_and_start_order():
     exporter_check = " ".join(SERVICES["exporter"]["healthcheck"]["test"])
     assert "python" in exporter_check and "urllib" in exporter_check and "/healthz" in exporter_check
     assert SERVICES["exporter"]["depends_on"] == {"loki": {"condition": "service_healthy"}}
-    assert set(SERVICES["grafana"]["depends_on"]) == {"loki", "prometheus"}
-    assert "exporter" not in (SERVICES["prometheus"].get("depends_on") or {}), \
-        "Prometheus must run even when the exporter is down (to alert on it)"
+    # the alerts must work whatever state Loki and the exporter are in: Prometheus depends on
+    # nothing, and Grafana (which evaluates the rules) does not wait for a healthy Loki
+    assert not SERVICES["prometheus"].get("depends_on"), \
+        "Prometheus must run even when Loki or the exporter is down (to alert on them)"
+    assert SERVICES["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"},
+                                                 "loki": {"condition": "service_started"}}
+    # serve's graceful stop (deliver what was read, save state) takes up to 30 s
+    assert duration_s(SERVICES["exporter"]["stop_grace_period"]) >= 35
 
 
 def test_compose_ports_volumes_and_secrets():

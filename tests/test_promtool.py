@@ -7,6 +7,8 @@ Grafana evaluates. Every PromQL expression of the dashboards is syntax-checked b
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,6 +107,9 @@ def test_alert_rules_unit_tests(tmp_path):
      "the restart-inside-the-window test must catch it"),
     # rejections counted with increase() only
     (lambda text: text.replace("unless", "and"), "the first-rejection test must catch it"),
+    # no alert for error types past the cap
+    (lambda text: text.replace("telemetry_error_types_overflow_total", "telemetry_no_such_counter_total"),
+     "the overflow tests must catch it"),
 ])
 def test_unit_tests_catch_a_broken_rule(tmp_path, mutation, why):
     changed = []
@@ -142,3 +147,57 @@ def test_promql_syntax_check_can_fail(tmp_path):
     path = tmp_path / "syntax.yml"
     path.write_text(yaml.safe_dump(_recording_rules([("broken", "sum(rate(telemetry_events_total[5m])")])))
     assert promtool("check", "rules", str(path)).returncode != 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Dashboard links in the alert annotations, rendered by a real Go template engine
+# ----------------------------------------------------------------------------------------------
+# Grafana's annotation templates are Prometheus' template engine (same reReplaceAll, $labels), and
+# Grafana's externalURL is its root_url with a trailing slash always added (pkg/setting
+# parseAppURLAndSubURL: `if appURL[len(appURL)-1] != '/' { appURL += "/" }`; ngalert passes
+# url.Parse(cfg.AppURL), whose String() keeps it). promtool 2.42 cannot set an external URL in a
+# unit test, so the call is replaced by such a root URL, as a string, and the rest of each
+# `dashboard` annotation is rendered by promtool: the link must have one slash before /d/.
+ROOT_URLS = ["http://127.0.0.1:3000/", "https://grafana.example.com/grafana/"]
+LINK_ERROR_TYPE = "0123456789ab"
+
+
+def _dashboard_link_files(tmp_path: Path, mutate=lambda text: text) -> list[str]:
+    rules, cases = [], []
+    for _path, _group, rule in bq.alert_rules():
+        template = mutate(rule["annotations"]["dashboard"])
+        rest = template.split("/d/", 1)[1].replace("{{ $labels.error_type }}", LINK_ERROR_TYPE)
+        for i, root in enumerate(ROOT_URLS):
+            name = f"{rule['uid']}-{i}"
+            rules.append({"alert": name,
+                          "expr": f'label_replace(vector(1), "error_type", "{LINK_ERROR_TYPE}", "", "")',
+                          "annotations": {"dashboard": re.sub(r"\bexternalURL\b", json.dumps(root), template)}})
+            cases.append((name, root.rstrip("/") + "/d/" + rest))
+    (tmp_path / "links.generated.yml").write_text(yaml.safe_dump({"groups": [{"name": "links", "rules": rules}]},
+                                                                 sort_keys=False, width=1000))
+    tests = [{"name": "dashboard links under Grafana root URLs", "interval": "1m",
+              "input_series": [{"series": "unused", "values": "1"}],
+              "alert_rule_test": [{"eval_time": "1m", "alertname": name,
+                                   "exp_alerts": [{"exp_labels": {"error_type": LINK_ERROR_TYPE},
+                                                   "exp_annotations": {"dashboard": link}}]}
+                                  for name, link in cases]}]
+    (tmp_path / "links_test.yml").write_text(yaml.safe_dump(
+        {"rule_files": ["links.generated.yml"], "evaluation_interval": "1m", "tests": tests},
+        sort_keys=False, width=1000))
+    return ["links_test.yml"]
+
+
+def test_dashboard_links_have_one_slash_under_grafanas_root_url(tmp_path):
+    for _path, _group, rule in bq.alert_rules():
+        assert "externalURL" in rule["annotations"]["dashboard"], rule["uid"]
+    names = _dashboard_link_files(tmp_path)
+    result = promtool("test", "rules", *names, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_link_check_catches_a_double_slash(tmp_path):
+    form = '{{ reReplaceAll "/$" "" (externalURL) }}'
+    assert all(form in r["annotations"]["dashboard"] for _p, _g, r in bq.alert_rules()), \
+        "the links no longer use this form: update this test"
+    names = _dashboard_link_files(tmp_path, lambda text: text.replace(form, "{{ externalURL }}"))
+    assert promtool("test", "rules", *names, cwd=tmp_path).returncode != 0
