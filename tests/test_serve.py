@@ -308,3 +308,36 @@ def test_flush_after_backfill_makes_history_queryable_once(tmp_path, logs, loki)
         assert len(flushes()) == 1
     finally:
         svc.stop()
+
+
+def _word(i: int) -> str:
+    """Distinct words the fingerprinter keeps as they are (no digits, no hex)."""
+    return "zone " + chr(103 + i // 20) + chr(103 + i % 20) + "x"
+
+
+def test_pages_and_failure_reasons_per_type_are_bounded(tmp_path):
+    """Default metrics.max_labels_per_type (50): 60 distinct failure reasons of one operation
+    give 50 series plus "(other)" holding the remaining 10; pages of an error type likewise."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = []
+    for i in range(60):
+        lines.append(json.dumps({"type": "metric", "timestamp": "2025-12-20T10:00:00Z", "sessionId": "s1",
+                                 "data": {"name": "save_quiz", "status": "error", "error": f"quota for {_word(i)}"}}))
+        lines.append(json.dumps({"type": "error", "timestamp": "2025-12-20T10:00:00Z", "sessionId": "s1",
+                                 "url": f"https://saberloop.com/app/#/{_word(i).replace(' ', '-')}",
+                                 "data": {"message": "Same failure everywhere"}}))
+    (logs / "telemetry-2025-12-20.jsonl").write_text("\n".join(lines) + "\n")
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == 120)
+        s = scrape(svc)
+        reasons = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "telemetry_failed_operations_total"}
+        assert len(reasons) == 51
+        assert reasons["(other)"] == 10
+        assert sum(reasons.values()) == 60
+    finally:
+        svc.stop()
+    saved = json.loads((tmp_path / "state" / "serve-state.json").read_text())
+    (error_type,) = [t for t in saved["core"]["error_types"] if t["kind"] == "error"]
+    assert len(error_type["pages"]) == 51 and error_type["pages"]["(other)"] == 10

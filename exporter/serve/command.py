@@ -25,7 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="POST /flush to Loki once the existing files are delivered, so their history is "
                         "queryable at once (your own Loki; env LOKI_FLUSH_AFTER_BACKFILL)")
     p.add_argument("--max-sessions", type=int, help="per-session series kept in /metrics (default 1000)")
-    p.add_argument("--max-error-types", type=int, help="error types with their own series (default 500)")
+    p.add_argument("--max-error-types", type=int,
+                   help="error types of each kind (errors, warnings, failed operations) with their own series "
+                        "(default 500); further types are counted in telemetry_error_types_overflow_total")
+    p.add_argument("--max-labels-per-type", type=int,
+                   help="pages and failure reasons kept per error type (default 50); further ones are "
+                        "counted under \"(other)\"")
 
 
 def _log(msg: str) -> None:

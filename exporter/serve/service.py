@@ -59,7 +59,8 @@ class Service:
         self.fingerprinter = fingerprinter
         m = cfg.metrics
         limits = Limits(max_error_types=m.max_error_types, max_sessions=m.max_sessions,
-                        session_idle_seconds=m.session_idle_seconds)
+                        session_idle_seconds=m.session_idle_seconds,
+                        max_labels_per_type=m.max_labels_per_type)
         state = ServeState.load(self.state_path)
         if state is not None and state.core is not None:
             self.core = Aggregator.from_state(state.core, fingerprinter, limits)
