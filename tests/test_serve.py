@@ -176,8 +176,12 @@ def test_cardinality_caps(tmp_path, logs):
         s = scrape(svc)
         assert len([k for k in s if k[0] == "telemetry_session_errors_total"]) <= 5
         assert s[("telemetry_sessions_evicted_total", ())] > 0
-        types = {dict(k[1])["error_type"] for k in s if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
-        assert len(types) <= 3
+        kinds: dict[str, int] = {}
+        for k in s:
+            if k[0] == "telemetry_error_type_discovered_timestamp_seconds":
+                kinds[dict(k[1])["kind"]] = kinds.get(dict(k[1])["kind"], 0) + 1
+        assert kinds == {"error": 3, "warning": 3, "failed_operation": 3}     # the cap is per kind
+        assert {dict(k[1])["kind"]: v for k, v in s.items() if k[0] == "telemetry_error_types"} == kinds
         assert s[("telemetry_error_types_overflow_total", ())] > 0
         # nothing is lost: all errors are still counted (overflow bucket included)
         assert total(s, "telemetry_errors_total") == manifest()["errors"]

@@ -131,7 +131,7 @@ class Service:
         else:
             res = parse_line(rl.data)
             if isinstance(res, Event):
-                core.add(res, now=now)
+                core.add(res, clock=now)
             else:
                 core.add_invalid(res.reason)
         self.read[key] = FilePosition(rl.end, rl.lineno)
