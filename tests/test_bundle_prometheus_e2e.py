@@ -178,9 +178,9 @@ def stack(tmp_path_factory):
     yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
     manifest = generate(corpus, days=3, events=2500, end_date=yesterday, seed=20260101)
     (corpus / "manifest.json").unlink(missing_ok=True)  # only telemetry files in the followed dir
-    # The generator leaves the last line without a newline; `serve` holds such a line for its
-    # 15 s partial-line grace. Terminating it changes no count (same line for `report`) and
-    # keeps this test fast.
+    # The generator leaves the last line without a newline; `serve` holds such a line until its
+    # newline arrives (or a newer day exists). Terminating it changes no count (same line for
+    # `report`).
     newest = sorted(corpus.glob("*.jsonl"))[-1]
     if not newest.read_bytes().endswith(b"\n"):
         with newest.open("ab") as fh:

@@ -1,7 +1,9 @@
-"""`serve`: backfill, follow (append, partial line, new file, truncation), metrics, restart, SIGTERM."""
+"""`serve`: backfill, follow (append, partial line, new file, truncation, deletion, gzip, a
+vanishing directory), metrics, discovery times, restart, SIGTERM, Loki down, failures."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -23,12 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "telemetry-logs"
 
 
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
 def event_line(message: str, *, etype="error", session="1766744160751-newsess", when="2025-12-31T23:59:00.000Z",
-               received="2025-12-31T23:59:05+00:00") -> str:
+               received: str | None = "2025-12-31T23:59:05+00:00") -> str:
+    """One event line; ``received="now"``: received by the server just now (a live line)."""
     data = {"message": message} if etype == "error" else {"name": "page_view"}
-    return json.dumps({"type": etype, "data": data, "timestamp": when, "sessionId": session,
-                       "url": "https://saberloop.com/app/#/quiz",
-                       "_server": {"receivedAt": received, "batchSentAt": when}}) + "\n"
+    obj = {"type": etype, "data": data, "timestamp": when, "sessionId": session,
+           "url": "https://saberloop.com/app/#/quiz"}
+    if received is not None:
+        obj["_server"] = {"receivedAt": iso(time.time()) if received == "now" else received, "batchSentAt": when}
+    return json.dumps(obj) + "\n"
 
 
 def scrape(svc: Service) -> dict[tuple[str, tuple], float]:
@@ -55,17 +64,31 @@ def wait_for(pred, timeout=5.0, step=0.05):
 
 @pytest.fixture
 def logs(tmp_path):
+    """The sample, whose last line is terminated here: serve consumes an unterminated last line
+    only once a newer daily file exists (test_partial_line_* check that rule)."""
     d = tmp_path / "logs"
     shutil.copytree(EXAMPLES, d, ignore=shutil.ignore_patterns("manifest.json"))
+    with open(newest(d), "a") as f:
+        f.write("\n")
     return d
+
+
+def newest(logs: Path) -> Path:
+    return sorted(logs.glob("*.jsonl"))[-1]
+
+
+def discovered(samples) -> dict[str, float]:
+    """error_type -> discovery time."""
+    return {dict(k[1])["error_type"]: v for k, v in samples.items()
+            if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
 
 
 def start(tmp_path, logs, loki_url=None, **kw) -> Service:
     env = {"LOKI_URL": loki_url, **kw.pop("env", {})} if loki_url else {}
     cfg = load_config(None, env=env, flags={"state_dir": str(tmp_path / "state")},
                       metrics_flags={"listen": "127.0.0.1:0", **kw.pop("metrics", {})})
-    svc = Service(cfg, logs, loki=loki_url is not None, fingerprinter=Fingerprinter(), log=lambda m: None,
-                  partial_line_grace=kw.pop("grace", 0.5), **kw)
+    svc = Service(cfg, logs, loki=loki_url is not None, fingerprinter=Fingerprinter(), log=kw.pop("log", lambda m: None),
+                  **kw)
     return svc.start()
 
 
@@ -86,9 +109,8 @@ def test_backfill_then_append_is_visible_within_a_second(tmp_path, logs):
         assert httpx.get(f"http://{svc.server.address}/ready").status_code == 200
         assert httpx.get(f"http://{svc.server.address}/healthz").status_code == 200
         before = total(s, "telemetry_errors_total")
-        today = sorted(logs.glob("*.jsonl"))[-1]
-        with open(today, "a") as f:
-            f.write("\n" + event_line("Brand new failure in checkout"))   # newline ends its partial last line
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Brand new failure in checkout", received="now"))
         t0 = time.monotonic()
         assert wait_for(lambda: total(scrape(svc), "telemetry_errors_total") == before + 1, timeout=1.0)
         assert time.monotonic() - t0 <= 1.0
@@ -97,23 +119,53 @@ def test_backfill_then_append_is_visible_within_a_second(tmp_path, logs):
 
 
 def test_partial_line_waits_for_its_newline(tmp_path, logs):
-    svc = start(tmp_path, logs, grace=30)
+    """However long its writer takes: no time-based grace (it used to be 15 s)."""
+    svc = start(tmp_path, logs)
     try:
-        assert wait_for(svc.caught_up.is_set)
-        today = sorted(logs.glob("*.jsonl"))[-1]
-        with open(today, "a") as f:
-            f.write("\n")
-        base = wait_for(lambda: False, timeout=0.4) or total(scrape(svc), "telemetry_events_total")
+        assert wait_for(lambda: svc.caught_up.is_set() and
+                        total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        base = total(scrape(svc), "telemetry_events_total")
         line = event_line("Half written", etype="event")
-        with open(today, "a") as f:
+        with open(newest(logs), "a") as f:
             f.write(line[:40])
-        time.sleep(0.7)
+        os.utime(newest(logs), (time.time() - 3600, time.time() - 3600))   # "unchanged for an hour"
+        time.sleep(1.0)
         s = scrape(svc)
         assert total(s, "telemetry_events_total") == base
         assert total(s, "telemetry_invalid_lines_total") == sum(manifest()["invalid_by_reason"].values())
-        with open(today, "a") as f:
+        with open(newest(logs), "a") as f:
             f.write(line[40:])
         assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == base + 1, timeout=1.5)
+    finally:
+        svc.stop()
+
+
+def test_partial_line_is_consumed_once_a_newer_day_exists(tmp_path, logs):
+    """The writer moved on to a new day: the old day's unterminated last line is as complete as it
+    will get, and is counted (here, cut short: invalid, not_json), exactly once, also after a restart."""
+    m = manifest()
+    invalid = sum(m["invalid_by_reason"].values())
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == m["events_total"])
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Cut short", etype="event")[:40])
+        time.sleep(0.6)
+        assert total(scrape(svc), "telemetry_invalid_lines_total") == invalid
+        (logs / "telemetry-2026-01-01.jsonl").write_text(event_line("next day", etype="event"))
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == m["events_total"] + 1)
+        assert wait_for(lambda: scrape(svc)[("telemetry_invalid_lines_total", (("reason", "not_json"),))]
+                        == m["invalid_by_reason"].get("not_json", 0) + 1)
+        assert total(scrape(svc), "telemetry_invalid_lines_total") == invalid + 1
+    finally:
+        svc.stop()
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        time.sleep(0.5)
+        s = scrape(svc)
+        assert total(s, "telemetry_events_total") == m["events_total"] + 1
+        assert total(s, "telemetry_invalid_lines_total") == invalid + 1
     finally:
         svc.stop()
 
@@ -156,9 +208,8 @@ def test_restart_neither_double_counts_nor_loses_and_keeps_discovery_times(tmp_p
                      "telemetry_sessions"):
             assert total(again, name) == total(first, name), name
         assert {k: v for k, v in again.items() if k[0] == "telemetry_error_type_discovered_timestamp_seconds"} == disc
-        today = sorted(logs.glob("*.jsonl"))[-1]
-        with open(today, "a") as f:
-            f.write("\n" + event_line("A never seen failure 42"))
+        with open(newest(logs), "a") as f:
+            f.write(event_line("A never seen failure 42", received="now"))
         assert wait_for(lambda: len([k for k in scrape(svc) if k[0] == "telemetry_error_type_discovered_timestamp_seconds"]) == len(disc) + 1)
         new = {k: v for k, v in scrape(svc).items()
                if k[0] == "telemetry_error_type_discovered_timestamp_seconds" and k not in disc}
@@ -194,9 +245,8 @@ def test_serve_pushes_to_loki_within_the_batch_wait_and_once_across_restarts(tmp
     svc = start(tmp_path, logs, loki_url=loki.url)
     try:
         assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
-        today = sorted(logs.glob("*.jsonl"))[-1]
-        with open(today, "a") as f:
-            f.write("\n" + event_line("Pushed quickly", etype="event"))
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Pushed quickly", etype="event", received="now"))
         t0 = time.monotonic()
         assert wait_for(lambda: len(loki.entries()) == m["events_total"] + 1, timeout=2)
         assert time.monotonic() - t0 < 1.5
@@ -233,7 +283,7 @@ def test_sigterm_is_graceful(tmp_path, logs):
         assert proc.returncode == 0, "".join(lines) + rest
         assert "stopped" in rest
         saved = json.loads((state / "serve-state.json").read_text())
-        assert saved["core"]["events"] == manifest()["events_total"] - 1   # last line: no newline yet
+        assert saved["core"]["events"] == manifest()["events_total"]
         assert saved["backfill_complete"] is True
     finally:
         if proc.poll() is None:
@@ -243,9 +293,6 @@ def test_sigterm_is_graceful(tmp_path, logs):
 def test_serve_after_import_counts_everything_and_pushes_nothing_again(tmp_path, logs, loki):
     from exporter.cli import main
     m = manifest()
-    today = sorted(logs.glob("*.jsonl"))[-1]
-    with open(today, "a") as f:
-        f.write("\n")                                   # end the sample's unterminated last line
     assert main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "state"), "-q"]) == 1
     pushes = len(loki.push_requests)
     svc = start(tmp_path, logs, loki_url=loki.url)
@@ -267,11 +314,11 @@ def test_a_loki_outage_does_not_stall_metrics(tmp_path, logs, loki):
                       loki_flags={"batch_wait": 0.05, "max_retries": 0},
                       metrics_flags={"listen": "127.0.0.1:0"})
     svc = Service(cfg, logs, loki=True, fingerprinter=Fingerprinter(), log=lambda msg: None,
-                  partial_line_grace=0.5, poll_interval=0.05).start()
+                  poll_interval=0.05).start()
     try:
         assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
         loki.inject(503, "Ingester not ready\n", times=100_000)        # Loki down
-        today = sorted(logs.glob("*.jsonl"))[-1]
+        today = newest(logs)
         base = total(scrape(svc), "telemetry_errors_total")
         for i in range(12):                                          # > the queue's 4 chunks
             with open(today, "a") as f:
@@ -291,15 +338,14 @@ def test_flush_after_backfill_makes_history_queryable_once(tmp_path, logs, loki)
     live lines, none after a restart that had nothing to backfill."""
     m = manifest()
     flushes = lambda: [i for i, r in enumerate(loki.requests) if r.route == "/flush"]  # noqa: E731
-    svc = start(tmp_path, logs, loki_url=loki.url, env={"LOKI_FLUSH_AFTER_BACKFILL": "true"}, grace=30)
+    svc = start(tmp_path, logs, loki_url=loki.url, env={"LOKI_FLUSH_AFTER_BACKFILL": "true"})
     try:
         assert wait_for(lambda: len(flushes()) == 1, timeout=10)
         pushes = [i for i, r in enumerate(loki.requests) if r.route == "/loki/api/v1/push"]
         assert pushes and max(pushes) < flushes()[0]
-        assert len(loki.entries()) == m["events_total"] - 1        # the last line has no newline yet
-        today = sorted(logs.glob("*.jsonl"))[-1]
-        with open(today, "a") as f:
-            f.write("\n" + event_line("Live line", etype="event"))
+        assert len(loki.entries()) == m["events_total"]
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Live line", etype="event"))
         assert wait_for(lambda: len(loki.entries()) == m["events_total"] + 1, timeout=3)
         time.sleep(0.5)
         assert len(flushes()) == 1
@@ -345,3 +391,152 @@ def test_pages_and_failure_reasons_per_type_are_bounded(tmp_path):
     saved = json.loads((tmp_path / "state" / "serve-state.json").read_text())
     (error_type,) = [t for t in saved["core"]["error_types"] if t["kind"] == "error"]
     assert len(error_type["pages"]) == 51 and error_type["pages"]["(other)"] == 10
+
+
+# ------------------------------------------------------------------ files that vanish and come back
+
+def _loki_pushes(loki) -> int:
+    return len(loki.push_requests)
+
+
+def _counts(svc) -> tuple[float, float, float]:
+    s = scrape(svc)
+    return (total(s, "telemetry_events_total"), total(s, "telemetry_errors_total"),
+            total(s, "telemetry_invalid_lines_total"))
+
+
+def _settled(svc, loki, m) -> tuple[tuple[float, float, float], int]:
+    assert wait_for(lambda: svc.caught_up.is_set() and total(scrape(svc), "telemetry_events_total") == m["events_total"])
+    assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
+    time.sleep(0.3)
+    return _counts(svc), _loki_pushes(loki)
+
+
+def _restart_changes_nothing(tmp_path, logs, loki, counts, pushes) -> None:
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        time.sleep(0.6)
+        assert _counts(svc) == counts
+        assert _loki_pushes(loki) == pushes
+    finally:
+        svc.stop()
+
+
+def test_a_file_deleted_and_restored_is_neither_counted_nor_pushed_again(tmp_path, logs, loki):
+    m = manifest()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        counts, pushes = _settled(svc, loki, m)
+        oldest = sorted(logs.glob("*.jsonl"))[0]
+        aside = tmp_path / "aside.jsonl"
+        shutil.move(oldest, aside)                       # deleted (or moved away) ...
+        time.sleep(0.6)
+        shutil.move(aside, oldest)                       # ... and restored, without a restart
+        time.sleep(0.8)
+        assert _counts(svc) == counts
+        assert _loki_pushes(loki) == pushes
+        with open(oldest, "a") as f:                     # and it is still followed
+            f.write(event_line("Late line in a restored file", etype="event"))
+        assert wait_for(lambda: _counts(svc)[0] == counts[0] + 1)
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"] + 1, timeout=5)
+        counts, pushes = _counts(svc), _loki_pushes(loki)
+    finally:
+        svc.stop()
+    _restart_changes_nothing(tmp_path, logs, loki, counts, pushes)
+
+
+def test_a_directory_missing_for_a_moment_is_neither_counted_nor_pushed_again(tmp_path, logs, loki):
+    m = manifest()
+    messages: list[str] = []
+    svc = start(tmp_path, logs, loki_url=loki.url, log=messages.append)
+    try:
+        counts, pushes = _settled(svc, loki, m)
+        away = tmp_path / "away"
+        logs.rename(away)                                # mv dir away (a mount hiccup) ...
+        time.sleep(1.0)                                  # several polls
+        away.rename(logs)                                # ... and back
+        time.sleep(0.8)
+        assert _counts(svc) == counts
+        assert _loki_pushes(loki) == pushes
+        assert len([msg for msg in messages if "cannot list" in msg]) == 1   # once, not once a poll
+    finally:
+        svc.stop()
+    _restart_changes_nothing(tmp_path, logs, loki, counts, pushes)
+
+
+def test_a_day_gzipped_in_place_is_neither_counted_nor_pushed_again(tmp_path, logs, loki):
+    m = manifest()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        counts, pushes = _settled(svc, loki, m)
+        for plain in sorted(logs.glob("*.jsonl"))[:-1]:  # retention compresses the old days
+            gz = plain.with_name(plain.name + ".gz")
+            gz.write_bytes(gzip.compress(plain.read_bytes()))
+            time.sleep(0.3)                              # both there for a moment
+            plain.unlink()
+        time.sleep(0.8)
+        assert len(list(logs.glob("*.jsonl.gz"))) == 6
+        assert _counts(svc) == counts
+        assert _loki_pushes(loki) == pushes
+    finally:
+        svc.stop()
+    _restart_changes_nothing(tmp_path, logs, loki, counts, pushes)
+    # and what serve left is what import expects: same positions, nothing sent again
+    from exporter.cli import main
+    assert main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "state"), "-q"]) in (0, 1)
+    assert _loki_pushes(loki) == pushes
+
+
+def test_import_after_serve_sends_nothing_again_and_sees_no_replaced_file(tmp_path, logs, loki, capsys):
+    m = manifest()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        _, pushes = _settled(svc, loki, m)
+    finally:
+        svc.stop()
+    from exporter.cli import main
+    capsys.readouterr()
+    main(["import", str(logs), "--loki-url", loki.url, "--state-dir", str(tmp_path / "state"), "-v"])
+    assert "replaced" not in capsys.readouterr().err
+    assert _loki_pushes(loki) == pushes
+
+
+# ------------------------------------------------------------------ gzip backfill and the read budget
+
+def test_a_gzip_backfill_bigger_than_the_read_budget_is_complete_only_once_counted(tmp_path, loki):
+    """A 9.6 MB .jsonl.gz (the per-poll budget is 8 MiB): the backfill is complete (and Loki asked
+    to flush) only once every line is counted and delivered, and no type is discovered "now"."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pad = "p" * 380
+    body = "".join(event_line(f"Old failure kind {_word(i % 300)} {pad}",
+                              received="2025-12-01T10:00:00+00:00", when="2025-12-01T10:00:00.000Z")
+                   for i in range(20_000))
+    assert len(body) > 9 << 20
+    (logs / "telemetry-2025-12-01.jsonl.gz").write_bytes(gzip.compress(body.encode(), compresslevel=1))
+    (logs / "telemetry-2025-12-02.jsonl").write_text(event_line("Next day", etype="event",
+                                                                received="2025-12-02T10:00:00+00:00"))
+    holder: dict = {}
+    at_completion: list[float] = []
+
+    def log(msg: str) -> None:
+        if msg.startswith("backfill complete"):
+            at_completion.append(holder["svc"].core.events)
+    cfg = load_config(None, env={"LOKI_URL": loki.url, "LOKI_FLUSH_AFTER_BACKFILL": "true"},
+                      flags={"state_dir": str(tmp_path / "state")}, metrics_flags={"listen": "127.0.0.1:0"})
+    svc = holder["svc"] = Service(cfg, logs, loki=True, fingerprinter=Fingerprinter(), log=log)
+    svc.start()
+    try:
+        assert wait_for(svc.caught_up.is_set, timeout=30)
+        assert wait_for(lambda: at_completion, timeout=2)
+        assert at_completion == [20_001]
+        flushes = lambda: [i for i, r in enumerate(loki.requests) if r.route == "/flush"]  # noqa: E731
+        assert wait_for(lambda: flushes(), timeout=30)
+        assert len(loki.entries()) == 20_001             # all delivered before the flush
+        assert max(i for i, r in enumerate(loki.requests) if r.route == "/loki/api/v1/push") < flushes()[0]
+        assert max(discovered(scrape(svc)).values()) < time.time() - 86400
+    finally:
+        svc.stop()
+
+

@@ -47,8 +47,7 @@ _FLUSH = object()   # sender: ask Loki to flush (after the backfill is delivered
 class Service:
     def __init__(self, cfg: Config, directory: Path, *, loki: bool = True, listen: str | None = None,
                  fingerprinter=None, log: Callable[[str], None] = print,
-                 poll_interval: float = POLL_INTERVAL, save_interval: float = SAVE_INTERVAL,
-                 partial_line_grace: float = 15.0) -> None:
+                 poll_interval: float = POLL_INTERVAL, save_interval: float = SAVE_INTERVAL) -> None:
         self.cfg = cfg
         self.directory = directory
         self.log = log
@@ -64,11 +63,11 @@ class Service:
         state = ServeState.load(self.state_path)
         if state is not None and state.core is not None:
             self.core = Aggregator.from_state(state.core, fingerprinter, limits)
-            self.read = dict(state.read)
+            read = state.read
             self.backfill_complete = state.backfill_complete
         else:
             self.core = Aggregator(fingerprinter, limits)
-            self.read = {}
+            read = {}
             self.backfill_complete = False
         self.live = self.backfill_complete    # fresh state: the first backfill is historical
         self.lock = threading.RLock()
@@ -94,9 +93,7 @@ class Service:
             self.delivery = Delivery(self.client, self.positions, dead)
         self.selfm.loki_enabled.set(1 if loki else 0)
         warn = lambda m: self.log(f"warning: {m}")  # noqa: E731
-        self.follower = DirectoryFollower(directory, self.read, max_line_bytes=cfg.max_line_bytes, on_warning=warn,
-                                          on_reset=lambda key: self.read.pop(key, None),
-                                          partial_line_grace=partial_line_grace)
+        self.follower = DirectoryFollower(directory, read, max_line_bytes=cfg.max_line_bytes, on_warning=warn)
         self.loki_follower: DirectoryFollower | None = None
         if loki:
             self.proc = LineProcessor(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes,
@@ -104,8 +101,7 @@ class Service:
                                       fingerprinter.group if fingerprinter else None)
             self.proc.replay_until = dict(self.positions.inflight)
             # the metrics follower already warns about truncated or replaced files
-            self.loki_follower = DirectoryFollower(directory, loki_start, max_line_bytes=cfg.max_line_bytes,
-                                                   partial_line_grace=partial_line_grace)
+            self.loki_follower = DirectoryFollower(directory, loki_start, max_line_bytes=cfg.max_line_bytes)
         self.registry.register(CoreCollector(lambda: self.core, self.lock, self._unread))
         self.server = MetricsServer(listen or cfg.metrics.listen, self.registry,
                                     healthy=self._healthy, ready=self._ready)
@@ -120,7 +116,7 @@ class Service:
         return max(self.follower.unread, self.loki_follower.unread if self.loki_follower else 0)
 
     # -- metrics follower -------------------------------------------------------------------------
-    def _count(self, key: str, rl, now: float | None) -> None:
+    def _count(self, rl, now: float | None) -> None:
         """Count one line in the core (the caller holds the lock)."""
         core = self.core
         core.lines += 1
@@ -134,7 +130,6 @@ class Service:
                 core.add(res, clock=now)
             else:
                 core.add_invalid(res.reason)
-        self.read[key] = FilePosition(rl.end, rl.lineno)
 
     def _follow_metrics(self) -> None:
         try:
@@ -144,15 +139,15 @@ class Service:
                 lock = self.lock
                 for f, rl in self.follower.poll():
                     with lock:   # per line: a scrape never waits long, even during a backfill
-                        self._count(f.key, rl, now)
+                        self._count(rl, now)
                     lines += 1
                     nbytes += rl.end - rl.offset
                     if self.stop_event.is_set():
                         break
                 self.selfm.lines.inc(lines)
                 self.selfm.bytes.inc(nbytes)
-                if self.follower.unread == 0 or lines == 0:
-                    self._caught_up()
+                if not self.follower.pending and not self.stop_event.is_set():
+                    self._caught_up()   # every file read to its end (a budget-stopped one is not)
                 mono = time.monotonic()
                 if mono - self._last_expire >= EXPIRE_INTERVAL:
                     with self.lock:
@@ -192,7 +187,7 @@ class Service:
                         self._hand_over()
                     if self.stop_event.is_set():
                         break
-                caught_up = self.loki_follower.unread == 0 or lines == 0
+                caught_up = not self.loki_follower.pending
                 backfilled += lines
                 if flush_pending and caught_up:
                     self._maybe_seal(True, force=True)
@@ -271,7 +266,7 @@ class Service:
     # -- state ----------------------------------------------------------------------------------
     def save(self) -> None:
         with self.lock:
-            state = ServeState(dict(self.read), self.core.to_state(), self.backfill_complete)
+            state = ServeState(self.follower.positions(), self.core.to_state(), self.backfill_complete)
         state.save(self.state_path)
         self._last_save = time.monotonic()
 
