@@ -540,3 +540,82 @@ def test_a_gzip_backfill_bigger_than_the_read_budget_is_complete_only_once_count
         svc.stop()
 
 
+# ------------------------------------------------------------------ discovery times
+
+def test_history_copied_in_after_the_first_backfill_is_not_new(tmp_path):
+    """`docker compose up` with an empty directory, then 30 days of history copied in: no type is
+    discovered "now" (no alert); a genuinely new line afterwards is."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        for p in sorted(EXAMPLES.glob("*.jsonl")):
+            shutil.copy(p, logs / p.name)
+        with open(newest(logs), "a") as f:
+            f.write("\n")
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        old = discovered(scrape(svc))
+        assert old and max(old.values()) < time.time() - 86400
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Checkout exploded after the copy", received="now"))
+        assert wait_for(lambda: len(discovered(scrape(svc))) == len(old) + 1)
+        (new,) = set(discovered(scrape(svc)).values()) - set(old.values())
+        assert abs(new - time.time()) < 5
+    finally:
+        svc.stop()
+
+
+def test_skewed_clocks_never_put_a_discovery_in_the_future(tmp_path):
+    """A line without receivedAt takes its file's anchor (the last receive time above it); at the
+    top of a file, its event time, but never later than now."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "telemetry-2025-12-30.jsonl").write_text(
+        event_line("Anchored one", received="2025-12-30T08:00:00+00:00")
+        + event_line("Skewed but anchored", received=None, when="2031-06-01T00:00:00.000Z"))
+    (logs / "telemetry-2025-12-31.jsonl").write_text(
+        event_line("Skewed at the top", received=None, when="2031-06-01T00:00:00.000Z"))
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == 3)
+        s = scrape(svc)
+        by_template = {dict(k[1])["template"]: v for k, v in s.items()
+                       if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
+        anchor = 1767081600.0            # 2025-12-30T08:00:00Z
+        assert by_template["Anchored one"] == anchor
+        assert by_template["Skewed but anchored"] == anchor
+        assert by_template["Skewed at the top"] <= time.time()
+    finally:
+        svc.stop()
+
+
+def test_lines_received_while_the_exporter_was_down_are_new_after_a_restart_but_copied_history_is_not(tmp_path, logs):
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == manifest()["events_total"])
+        before = discovered(scrape(svc))
+    finally:
+        svc.stop()
+    stopped_at = time.time()
+    saved = json.loads((tmp_path / "state" / "serve-state.json").read_text())
+    assert stopped_at - 5 < saved["watched_until"] <= stopped_at
+    # while it is down: a new type arrives, and an old day of another app copy is dropped in
+    time.sleep(0.2)
+    with open(newest(logs), "a") as f:
+        f.write(event_line("Arrived while the exporter was down", received="now"))
+    (logs / "telemetry-2025-11-15.jsonl").write_text(
+        event_line("Old history dropped in", received="2025-11-15T09:00:00+00:00", when="2025-11-15T09:00:00.000Z"))
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: len(discovered(scrape(svc))) == len(before) + 2)
+        s = scrape(svc)
+        by_template = {dict(k[1])["template"]: v for k, v in s.items()
+                       if k[0] == "telemetry_error_type_discovered_timestamp_seconds"}
+        assert abs(by_template["Arrived while the exporter was down"] - time.time()) < 5   # alerts
+        assert by_template["Old history dropped in"] == 1763197200.0                    # does not
+        assert {k: v for k, v in discovered(s).items() if k in before} == before
+    finally:
+        svc.stop()
+
+

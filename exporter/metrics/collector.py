@@ -65,8 +65,9 @@ class CoreCollector(Collector):
                                  labels=["error_type"])
         discovered = GaugeMetricFamily(
             "telemetry_error_type_discovered_timestamp_seconds",
-            "When the exporter first counted this error type while live (for types found in the "
-            "initial backfill of a fresh state: their first receive time). Alert on new types with "
+            "When the exporter learnt about this error type: when it counted its first line, or, "
+            "for a line received before the exporter watched the directory (a backfill, copied "
+            "history), that line's receive time. Alert on new types with "
             "`telemetry_error_type_discovered_timestamp_seconds > time() - 600`.",
             labels=["error_type", "template", "kind"])
         regressed = GaugeMetricFamily(

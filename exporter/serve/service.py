@@ -21,12 +21,10 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from exporter.aggregation.core import Aggregator, Limits
+from exporter.aggregation.core import Aggregator, Limits, LiveClock
 from exporter.config import Config, redact_url
 from exporter.deadletter import DeadLetter
-from exporter.events import model
 from exporter.events.model import Event
-from exporter.events.parse import parse_line
 from exporter.importer import Delivery, ImportStats
 from exporter.metrics.collector import CoreCollector
 from exporter.metrics.http import MetricsServer
@@ -40,6 +38,7 @@ from exporter.sources.follow import DirectoryFollower
 POLL_INTERVAL = 0.25
 SAVE_INTERVAL = 5.0
 EXPIRE_INTERVAL = 60.0
+CLOCK_EVERY = 4096        # lines between two readings of the wall clock within a poll
 _STOP = object()
 _FLUSH = object()   # sender: ask Loki to flush (after the backfill is delivered)
 
@@ -61,15 +60,19 @@ class Service:
                         session_idle_seconds=m.session_idle_seconds,
                         max_labels_per_type=m.max_labels_per_type)
         state = ServeState.load(self.state_path)
+        read: dict[str, FilePosition] = {}
+        # W of the discovery clock: up to when the directory has been watched. A fresh state:
+        # from now on (what is there already is history); a restored one: as saved.
+        self.watched_until = time.time()
         if state is not None and state.core is not None:
             self.core = Aggregator.from_state(state.core, fingerprinter, limits)
             read = state.read
             self.backfill_complete = state.backfill_complete
+            if state.watched_until is not None:
+                self.watched_until = state.watched_until
         else:
             self.core = Aggregator(fingerprinter, limits)
-            read = {}
             self.backfill_complete = False
-        self.live = self.backfill_complete    # fresh state: the first backfill is historical
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.caught_up = threading.Event()
@@ -116,42 +119,36 @@ class Service:
         return max(self.follower.unread, self.loki_follower.unread if self.loki_follower else 0)
 
     # -- metrics follower -------------------------------------------------------------------------
-    def _count(self, rl, now: float | None) -> None:
-        """Count one line in the core (the caller holds the lock)."""
-        core = self.core
-        core.lines += 1
-        if rl.length > self.cfg.max_line_bytes:
-            core.add_invalid(model.TOO_LONG)
-        elif not rl.data.strip():
-            core.blank_lines += 1
-        else:
-            res = parse_line(rl.data)
-            if isinstance(res, Event):
-                core.add(res, clock=now)
-            else:
-                core.add_invalid(res.reason)
-
     def _follow_metrics(self) -> None:
+        core, lock, follower = self.core, self.lock, self.follower
+        max_line_bytes = self.cfg.max_line_bytes
         try:
             while not self.stop_event.is_set():
-                now = time.time() if self.live else None
+                polled_at = time.time()
+                live = LiveClock(polled_at, self.watched_until)
                 lines = nbytes = 0
-                lock = self.lock
-                for f, rl in self.follower.poll():
+                for f, rl in follower.poll():
                     with lock:   # per line: a scrape never waits long, even during a backfill
-                        self._count(rl, now)
+                        res = core.add_line(rl.data, rl.length, max_line_bytes=max_line_bytes, live=live,
+                                            anchor_ns=f.anchor_ns)
+                    if type(res) is Event and res.received_ns is not None:
+                        f.anchor_ns = res.received_ns   # saved with the cursor
                     lines += 1
                     nbytes += rl.end - rl.offset
+                    if lines % CLOCK_EVERY == 0:
+                        live = LiveClock(time.time(), live.watched_since)
                     if self.stop_event.is_set():
                         break
                 self.selfm.lines.inc(lines)
                 self.selfm.bytes.inc(nbytes)
-                if not self.follower.pending and not self.stop_event.is_set():
-                    self._caught_up()   # every file read to its end (a budget-stopped one is not)
+                if not follower.pending and not self.stop_event.is_set():
+                    # every file was read to its end: whatever the server receives from now on is new
+                    self.watched_until = max(self.watched_until, polled_at)
+                    self._caught_up()
                 mono = time.monotonic()
                 if mono - self._last_expire >= EXPIRE_INTERVAL:
-                    with self.lock:
-                        self.core.expire_sessions(time.time())
+                    with lock:
+                        core.expire_sessions(time.time())
                     self._last_expire = mono
                 if mono - self._last_save >= self.save_interval:
                     self.save()
@@ -167,7 +164,6 @@ class Service:
             if not self.backfill_complete:
                 self.backfill_complete = True
                 self.log("backfill complete: following new lines")
-            self.live = True
 
     # -- Loki follower ----------------------------------------------------------------------------
     def _follow_loki(self) -> None:
@@ -266,7 +262,8 @@ class Service:
     # -- state ----------------------------------------------------------------------------------
     def save(self) -> None:
         with self.lock:
-            state = ServeState(self.follower.positions(), self.core.to_state(), self.backfill_complete)
+            state = ServeState(self.follower.positions(), self.core.to_state(), self.backfill_complete,
+                               self.watched_until)
         state.save(self.state_path)
         self._last_save = time.monotonic()
 
