@@ -619,3 +619,23 @@ def test_lines_received_while_the_exporter_was_down_are_new_after_a_restart_but_
         svc.stop()
 
 
+# ------------------------------------------------------------------ idle saves
+
+def test_an_idle_exporter_does_not_rewrite_its_state(tmp_path, logs):
+    path = tmp_path / "state" / "serve-state.json"
+    sig = lambda: (path.stat().st_ino, path.stat().st_mtime_ns, path.stat().st_size)  # noqa: E731
+    svc = start(tmp_path, logs, save_interval=0.1)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and path.exists())
+        time.sleep(0.4)
+        idle = sig()
+        time.sleep(1.0)                                   # ten save intervals, nothing new
+        assert sig() == idle
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Worth saving", etype="event"))
+        assert wait_for(lambda: sig() != idle, timeout=2)
+        assert json.loads(path.read_text())["core"]["events"] == manifest()["events_total"] + 1
+        idle = sig()
+    finally:
+        svc.stop()
+    assert sig() != idle                                  # and always on shutdown

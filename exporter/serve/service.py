@@ -97,6 +97,8 @@ class Service:
         self.selfm.loki_enabled.set(1 if loki else 0)
         warn = lambda m: self.log(f"warning: {m}")  # noqa: E731
         self.follower = DirectoryFollower(directory, read, max_line_bytes=cfg.max_line_bytes, on_warning=warn)
+        self._saved_read = self.follower.positions()
+        self._dirty = False      # the state changed since the last save
         self.loki_follower: DirectoryFollower | None = None
         if loki:
             self.proc = LineProcessor(ReaderSettings(cfg.app, cfg.max_line_bytes, cfg.loki.batch_bytes,
@@ -141,6 +143,7 @@ class Service:
                         break
                 self.selfm.lines.inc(lines)
                 self.selfm.bytes.inc(nbytes)
+                self._dirty = self._dirty or lines > 0
                 if not follower.pending and not self.stop_event.is_set():
                     # every file was read to its end: whatever the server receives from now on is new
                     self.watched_until = max(self.watched_until, polled_at)
@@ -148,10 +151,10 @@ class Service:
                 mono = time.monotonic()
                 if mono - self._last_expire >= EXPIRE_INTERVAL:
                     with lock:
-                        core.expire_sessions(time.time())
+                        self._dirty = core.expire_sessions(time.time()) > 0 or self._dirty
                     self._last_expire = mono
                 if mono - self._last_save >= self.save_interval:
-                    self.save()
+                    self.save(only_if_changed=True)
                 if lines == 0:
                     self.stop_event.wait(self.poll_interval)
         finally:
@@ -163,6 +166,7 @@ class Service:
             self.selfm.backfill_done.set(1)
             if not self.backfill_complete:
                 self.backfill_complete = True
+                self._dirty = True
                 self.log("backfill complete: following new lines")
 
     # -- Loki follower ----------------------------------------------------------------------------
@@ -260,11 +264,17 @@ class Service:
                  "backfill delivered: asked Loki to flush, so its history is queryable now")
 
     # -- state ----------------------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, only_if_changed: bool = False) -> None:
+        """Write the state file (atomically). ``only_if_changed``: not when nothing but the clock
+        moved since the last save (an idle exporter writes nothing)."""
+        read = self.follower.positions()
+        if only_if_changed and not self._dirty and read == self._saved_read:
+            self._last_save = time.monotonic()
+            return
         with self.lock:
-            state = ServeState(self.follower.positions(), self.core.to_state(), self.backfill_complete,
-                               self.watched_until)
+            state = ServeState(read, self.core.to_state(), self.backfill_complete, self.watched_until)
         state.save(self.state_path)
+        self._saved_read, self._dirty = read, False
         self._last_save = time.monotonic()
 
     def _healthy(self) -> bool:
