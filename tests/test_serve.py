@@ -619,7 +619,41 @@ def test_lines_received_while_the_exporter_was_down_are_new_after_a_restart_but_
         svc.stop()
 
 
-# ------------------------------------------------------------------ idle saves
+# ------------------------------------------------------------------ failures and idle saves
+
+def _serve(logs: Path, state: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "exporter", "serve", str(logs), "--no-loki", "--listen",
+                             "127.0.0.1:0", "--state-dir", str(state), *extra], cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_dead_worker_thread_makes_serve_exit_1_with_a_clear_message(tmp_path, logs):
+    state = tmp_path / "state"
+    proc = _serve(logs, state)
+    try:
+        seen = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen.append(proc.stderr.readline())
+            if "backfill complete" in seen[-1]:
+                break
+        target = state / "serve-state.json"
+        while True:                     # the state file becomes a directory: the next save fails
+            try:
+                target.mkdir(parents=True)
+                break
+            except FileExistsError:
+                target.unlink()
+        with open(newest(logs), "a") as f:
+            f.write(event_line("Something to save", etype="event"))
+        rest = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 1, "".join(seen) + rest
+        assert "the metrics follower thread failed" in rest and "serve-state.json" in rest
+        assert "exit code 1" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
 
 def test_an_idle_exporter_does_not_rewrite_its_state(tmp_path, logs):
     path = tmp_path / "state" / "serve-state.json"

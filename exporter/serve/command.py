@@ -1,6 +1,8 @@
 """`telemetry-exporter serve [DIR]`: backfill, then follow; push to Loki; serve /metrics.
 
 SIGTERM or SIGINT (Ctrl-C): stop reading, deliver what was read, save state, exit 0.
+A worker thread that dies (a state file that cannot be written, a bug) stops the service with a
+message and exit code 1.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from exporter.config import Config, ConfigError
 from exporter.sinks.loki.client import LokiError
 
-EXIT_OK, EXIT_USAGE, EXIT_LOKI = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOKI = 0, 1, 2, 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,11 +78,14 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     try:
         while not stop.wait(0.5):
             if not service._healthy():
-                _log("telemetry-exporter serve: a worker thread died; stopping")
                 break
     except KeyboardInterrupt:
         pass
-    _log("stopping: delivering what was read and saving state ...")
+    if service.failure is None:
+        _log("stopping: delivering what was read and saving state ...")
     service.stop()
+    if service.failure is not None:
+        _log(f"telemetry-exporter serve: {service.failure}; stopped (exit code {EXIT_FAILED})")
+        return EXIT_FAILED
     _log("stopped")
     return EXIT_OK

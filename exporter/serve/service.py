@@ -1,9 +1,10 @@
 """The long-running service: follow the files -> aggregation core -> /metrics, and -> Loki.
 
-Threads: a metrics follower (reads, parses, feeds the core, saves state), a Loki follower
-(reads the same files through the importer's LineProcessor and chunks), a sender (delivers the
-chunks in order, retrying while Loki is down), the HTTP endpoint, and the main thread waiting
-for SIGTERM/SIGINT.
+Threads: a metrics follower (reads, feeds the core, saves state), a Loki follower (reads the
+same files through the importer's LineProcessor and chunks), a sender (delivers the chunks in
+order, retrying while Loki is down), the HTTP endpoint, and the main thread waiting for
+SIGTERM/SIGINT. A worker thread that dies stops the service, which then reports the failure
+(`serve` exits 1).
 
 The two followers have their own cursors: how far the core has counted (saved with the core
 in the state file) and how far Loki has acknowledged (the positions file `import` uses too).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -76,6 +78,7 @@ class Service:
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.caught_up = threading.Event()
+        self.failure: str | None = None     # set when a worker thread died
 
         self.registry = CollectorRegistry()
         self.selfm = SelfMetrics(self.registry)
@@ -278,7 +281,7 @@ class Service:
         self._last_save = time.monotonic()
 
     def _healthy(self) -> bool:
-        return all(t.is_alive() for t in self._threads) and not self.stop_event.is_set()
+        return self.failure is None and all(t.is_alive() for t in self._threads) and not self.stop_event.is_set()
 
     def _ready(self) -> tuple[bool, str]:
         if self.caught_up.is_set():
@@ -286,14 +289,27 @@ class Service:
         return False, "backfilling: reading the existing files"
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _worker(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                target()
+                if not self.stop_event.is_set():
+                    self.failure = self.failure or f"the {name} thread ended unexpectedly"
+            except BaseException as exc:  # noqa: BLE001 - reported, then the service stops
+                self.failure = self.failure or f"the {name} thread failed: {type(exc).__name__}: {exc}"
+                self.log(f"error: the {name} thread failed:\n"
+                         + "".join(traceback.format_exception(exc)).rstrip())
+            self.stop_event.set()
+        return threading.Thread(target=run, name=name, daemon=True)
+
     def start(self) -> "Service":
         if self.client is not None:
             self.client.wait_ready(on_wait=self.log)
         self.server.start()
-        self._threads = [threading.Thread(target=self._follow_metrics, name="metrics-follower", daemon=True)]
+        self._threads = [self._worker("metrics follower", self._follow_metrics)]
         if self.delivery is not None:
-            self._threads += [threading.Thread(target=self._follow_loki, name="loki-follower", daemon=True),
-                              threading.Thread(target=self._send, name="sender", daemon=True)]
+            self._threads += [self._worker("Loki follower", self._follow_loki),
+                              self._worker("sender", self._send)]
         for t in self._threads:
             t.start()
         return self
