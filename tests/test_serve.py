@@ -619,6 +619,61 @@ def test_lines_received_while_the_exporter_was_down_are_new_after_a_restart_but_
         svc.stop()
 
 
+# ------------------------------------------------------------------ Loki down at startup
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_loki_down_at_startup_still_serves_metrics_and_delivers_once_it_is_up(tmp_path, logs):
+    from tests.loki_emulator import LokiEmulator
+    m = manifest()
+    port = _free_port()                                    # nothing listens: connection refused
+    messages: list[str] = []
+    cfg = load_config(None, env={"LOKI_URL": f"http://127.0.0.1:{port}"},
+                      flags={"state_dir": str(tmp_path / "state")},
+                      loki_flags={"min_backoff": 0.05, "max_backoff": 0.2, "ready_timeout": 0.5},
+                      metrics_flags={"listen": "127.0.0.1:0"})
+    t0 = time.monotonic()
+    svc = Service(cfg, logs, loki=True, fingerprinter=Fingerprinter(), log=messages.append).start()
+    emu = None
+    try:
+        assert time.monotonic() - t0 < 1.0                 # start() does not wait for Loki
+        assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == m["events_total"], timeout=3)
+        assert total(scrape(svc), "telemetry_errors_total") == m["errors"]
+        ready = httpx.get(f"http://{svc.server.address}/ready")
+        assert ready.status_code == 200 and "Loki not reachable" in ready.text   # /ready: the metrics backfill
+        assert wait_for(lambda: scrape(svc)[("telemetry_exporter_loki_push_failures_total", ())] >= 1, timeout=3)
+        assert any("not ready" in msg and "waiting" in msg for msg in messages)
+        emu = LokiEmulator(port=port, reject_old_samples=False).start()   # Loki comes up
+        assert wait_for(lambda: len(emu.entries()) == m["events_total"], timeout=10)
+        assert httpx.get(f"http://{svc.server.address}/ready").text == "ready\n"
+    finally:
+        svc.stop()
+        if emu is not None:
+            emu.stop()
+
+
+def test_loki_answering_503_at_start_does_not_delay_metrics(tmp_path, logs):
+    from tests.loki_emulator import LokiEmulator
+    m = manifest()
+    with LokiEmulator(ready_after=3.0, reject_old_samples=False) as emu:
+        cfg = load_config(None, env={"LOKI_URL": emu.url}, flags={"state_dir": str(tmp_path / "state")},
+                          loki_flags={"min_backoff": 0.05, "max_backoff": 0.2},
+                          metrics_flags={"listen": "127.0.0.1:0"})
+        t0 = time.monotonic()
+        svc = Service(cfg, logs, loki=True, fingerprinter=Fingerprinter(), log=lambda msg: None).start()
+        try:
+            assert wait_for(lambda: total(scrape(svc), "telemetry_events_total") == m["events_total"], timeout=2)
+            assert time.monotonic() - t0 < 2.5 and not emu.entries()
+            assert wait_for(lambda: len(emu.entries()) == m["events_total"], timeout=10)
+        finally:
+            svc.stop()
+
+
 # ------------------------------------------------------------------ failures and idle saves
 
 def _serve(logs: Path, state: Path, *extra: str) -> subprocess.Popen:

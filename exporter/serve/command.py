@@ -2,7 +2,8 @@
 
 SIGTERM or SIGINT (Ctrl-C): stop reading, deliver what was read, save state, exit 0.
 A worker thread that dies (a state file that cannot be written, a bug) stops the service with a
-message and exit code 1.
+message and exit code 1. Loki down or not ready is no reason to exit: /metrics is served and
+the lines wait to be pushed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from exporter.config import Config, ConfigError
 from exporter.sinks.loki.client import LokiError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOKI = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         return EXIT_USAGE
     try:
         service = Service(cfg, directory, loki=loki, fingerprinter=fp, log=_log)
-    except (ValueError, OSError, ConfigError) as exc:
+    except (ValueError, OSError, ConfigError, LokiError) as exc:
         _log(f"telemetry-exporter serve: {exc}")
         return EXIT_USAGE
     stop = threading.Event()
@@ -68,11 +69,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     for name in ("SIGTERM", "SIGINT"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), on_signal)
-    try:
-        service.start()
-    except LokiError as exc:
-        _log(f"telemetry-exporter serve: {exc}")
-        return EXIT_LOKI
+    service.start()
     _log(f"serving http://{service.server.address}/metrics; following {directory}"
          + ("" if loki else " (no Loki)"))
     try:

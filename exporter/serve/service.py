@@ -1,15 +1,16 @@
 """The long-running service: follow the files -> aggregation core -> /metrics, and -> Loki.
 
 Threads: a metrics follower (reads, feeds the core, saves state), a Loki follower (reads the
-same files through the importer's LineProcessor and chunks), a sender (delivers the chunks in
-order, retrying while Loki is down), the HTTP endpoint, and the main thread waiting for
-SIGTERM/SIGINT. A worker thread that dies stops the service, which then reports the failure
-(`serve` exits 1).
+same files through the importer's LineProcessor and chunks), a sender (waits for Loki, then
+delivers the chunks in order, retrying while Loki is down), the HTTP endpoint, and the main
+thread waiting for SIGTERM/SIGINT. A worker thread that dies stops the service, which then
+reports the failure (`serve` exits 1).
 
 The two followers have their own cursors: how far the core has counted (saved with the core
 in the state file) and how far Loki has acknowledged (the positions file `import` uses too).
-So a restart neither double-counts nor pushes twice, and a Loki outage never stalls /metrics
-(nor the alerts built on it): only the Loki follower waits, behind a bounded queue.
+So a restart neither double-counts nor pushes twice, and a Loki outage, even at startup,
+never stalls /metrics (nor the alerts built on it): only the Loki follower waits, behind a
+bounded queue.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from exporter.positions import FilePosition, Positions
 from exporter.reader import LineProcessor, ReaderSettings
 from exporter.serve.state import ServeState
 from exporter.sinks.loki.client import LokiClient, LokiError
+from exporter.sinks.loki.retry import backoff
 from exporter.sources.follow import DirectoryFollower
 
 POLL_INTERVAL = 0.25
@@ -78,6 +80,7 @@ class Service:
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.caught_up = threading.Event()
+        self.loki_ready = threading.Event()
         self.failure: str | None = None     # set when a worker thread died
 
         self.registry = CollectorRegistry()
@@ -115,6 +118,7 @@ class Service:
                                     healthy=self._healthy, ready=self._ready)
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
+        self._sender_done = threading.Event()
         self._chunk_started: float | None = None
         self._last_save = time.monotonic()
         self._last_expire = time.monotonic()
@@ -222,18 +226,64 @@ class Service:
         self.proc.sealed.clear()
 
     def _put(self, item, force: bool = False) -> None:
+        """Queue for the sender; while stopping, only ``force`` items wait, and only for a sender
+        that is still delivering (Loki unreachable: the next start re-sends from the positions)."""
         while True:
             try:
                 self._queue.put(item, timeout=0.2)
                 return
             except queue.Full:
-                if self.stop_event.is_set() and not force:
-                    return   # shutting down with Loki unreachable: the next start re-sends it
+                if self.stop_event.is_set() and (not force or self._sender_done.is_set()):
+                    return
 
     # -- sender thread --------------------------------------------------------------------------
     def _send(self) -> None:
         assert self.delivery is not None
-        backoff = 1.0
+        try:
+            if self._wait_for_loki():
+                self._deliver_queue()
+        finally:
+            self._sender_done.set()
+
+    def _pause(self, attempt: int) -> bool:
+        """Wait before trying Loki again (the push backoff settings); True when stopping."""
+        return self.stop_event.wait(backoff(attempt, self.cfg.loki.min_backoff, self.cfg.loki.max_backoff))
+
+    def _wait_for_loki(self) -> bool:
+        """Until Loki is ready (True), however long, or the service stops (False). /metrics and
+        the metrics follower run meanwhile; the Loki follower's bounded queue fills up. Each
+        ``ready_timeout`` without Loki counts one push failure (the exporter-unhealthy alert)."""
+        assert self.client is not None
+        url = self.client.safe_url
+        started = period_start = time.monotonic()
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                ready, why = self.client.probe_ready()
+            except LokiError as exc:        # refused credentials: may be fixed without a restart
+                ready, why = False, str(exc)
+            if ready:
+                if why:
+                    self.log(f"warning: {why}")
+                if attempt:
+                    self.log(f"Loki at {url} is ready after {time.monotonic() - started:.0f}s: delivering")
+                self.loki_ready.set()
+                return True
+            if attempt == 0:
+                self.log(f"warning: Loki at {url} is not ready ({why}): waiting for it; /metrics is "
+                         "served meanwhile and the lines wait to be pushed")
+            elif time.monotonic() - period_start >= self.cfg.loki.ready_timeout:
+                self.selfm.failures.inc()
+                self.log(f"warning: Loki at {url} is still not ready after {time.monotonic() - started:.0f}s "
+                         f"({why}): still waiting")
+                period_start = time.monotonic()
+            if self._pause(attempt):
+                return False
+            attempt += 1
+        return False
+
+    def _deliver_queue(self) -> None:
+        assert self.delivery is not None
         while True:
             chunk = self._queue.get()
             if chunk is _STOP:
@@ -241,18 +291,18 @@ class Service:
             if chunk is _FLUSH:
                 self._flush_loki()
                 continue
+            attempt = 0
             while True:
                 before_sent, before_rej = self.stats.delivered, dict(self.stats.rejected)
                 try:
                     self.delivery.deliver(chunk, self.stats)
-                    backoff = 1.0
                     break
                 except LokiError as exc:
                     self.selfm.failures.inc()
-                    self.log(f"warning: {exc}; retrying in {backoff:.0f}s")
-                    if self.stop_event.wait(backoff):
+                    self.log(f"warning: {exc}; trying again")
+                    if self._pause(attempt):
                         return   # shutting down: positions stay at the last delivered chunk
-                    backoff = min(backoff * 2, 30.0)
+                    attempt += 1
             self.selfm.sent.inc(self.stats.delivered - before_sent)
             for reason, n in self.stats.rejected.items():
                 if n - before_rej.get(reason, 0):
@@ -284,9 +334,13 @@ class Service:
         return self.failure is None and all(t.is_alive() for t in self._threads) and not self.stop_event.is_set()
 
     def _ready(self) -> tuple[bool, str]:
-        if self.caught_up.is_set():
-            return True, "ready"
-        return False, "backfilling: reading the existing files"
+        """Ready = the metrics backfill is complete (/metrics counts every line of the files that
+        were there); Loki's state is only mentioned."""
+        if not self.caught_up.is_set():
+            return False, "backfilling: reading the existing files"
+        if self.client is not None and not self.loki_ready.is_set():
+            return True, "ready (Loki not reachable yet: the lines wait to be pushed)"
+        return True, "ready"
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _worker(self, name: str, target: Callable[[], None]) -> threading.Thread:
@@ -303,8 +357,7 @@ class Service:
         return threading.Thread(target=run, name=name, daemon=True)
 
     def start(self) -> "Service":
-        if self.client is not None:
-            self.client.wait_ready(on_wait=self.log)
+        """Serve /metrics and follow the files at once; the sender waits for Loki by itself."""
         self.server.start()
         self._threads = [self._worker("metrics follower", self._follow_metrics)]
         if self.delivery is not None:
