@@ -252,16 +252,12 @@ def test_serve_pushes_to_loki_within_the_batch_wait_and_once_across_restarts(tmp
         assert time.monotonic() - t0 < 1.5
         s = scrape(svc)
         assert s[("telemetry_exporter_loki_entries_sent_total", ())] == m["events_total"] + 1
+        counts, pushes = _counts(svc), _loki_pushes(loki)
     finally:
         svc.stop()
-    svc = start(tmp_path, logs, loki_url=loki.url)
-    try:
-        assert wait_for(svc.caught_up.is_set)
-        time.sleep(0.5)
-        lines = [e.line for e in loki.entries()]
-        assert len(lines) == len(set(lines)) == m["events_total"] + 1
-    finally:
-        svc.stop()
+    _restart_changes_nothing(tmp_path, logs, loki, counts, pushes)
+    lines = [e.line for e in loki.entries()]
+    assert len(lines) == len(set(lines)) == m["events_total"] + 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal delivery")
