@@ -724,3 +724,29 @@ def test_an_idle_exporter_does_not_rewrite_its_state(tmp_path, logs):
     finally:
         svc.stop()
     assert sig() != idle                                  # and always on shutdown
+
+
+def test_serve_counts_exactly_what_the_generator_wrote(tmp_path):
+    """Every line through the core's one line path (add_line): events by type, invalid lines by
+    reason (too_long included), blank lines, errors and sessions equal the corpus' own counts,
+    a gzipped day included."""
+    from benchmarks.generate_corpus import generate
+    logs = tmp_path / "logs"
+    m = generate(logs, days=3, events=1500, seed=3, junk_rate=0.02, gzip_days=1, long_lines=True)
+    (logs / "manifest.json").unlink()
+    with open(newest(logs), "ab") as f:
+        f.write(b"\n")
+    svc = start(tmp_path, logs)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and total(scrape(svc), "telemetry_events_total") == m["events_total"])
+        s = scrape(svc)
+        assert {dict(k[1])["type"]: v for k, v in s.items() if k[0] == "telemetry_events_total"} == m["events_by_type"]
+        assert {dict(k[1])["reason"]: v for k, v in s.items()
+                if k[0] == "telemetry_invalid_lines_total"} == m["invalid_by_reason"]
+        assert m["invalid_by_reason"]["too_long"] >= 1
+        assert total(s, "telemetry_errors_total") == m["errors"]
+        assert s[("telemetry_sessions", ())] == m["sessions"]
+    finally:
+        svc.stop()
+    core = json.loads((tmp_path / "state" / "serve-state.json").read_text())["core"]
+    assert (core["lines"], core["blank_lines"]) == (m["total_lines"], m["blank_lines"])
