@@ -500,9 +500,8 @@ def test_import_after_serve_sends_nothing_again_and_sees_no_replaced_file(tmp_pa
 
 # ------------------------------------------------------------------ gzip backfill and the read budget
 
-def test_a_gzip_backfill_bigger_than_the_read_budget_is_complete_only_once_counted(tmp_path, loki):
-    """A 9.6 MB .jsonl.gz (the per-poll budget is 8 MiB): the backfill is complete (and Loki asked
-    to flush) only once every line is counted and delivered, and no type is discovered "now"."""
+def _big_gzip_backfill(tmp_path: Path) -> Path:
+    """A 9.6 MB day as .jsonl.gz (more than the 8 MiB read budget), then a plain day: 20,001 events."""
     logs = tmp_path / "logs"
     logs.mkdir()
     pad = "p" * 380
@@ -513,6 +512,13 @@ def test_a_gzip_backfill_bigger_than_the_read_budget_is_complete_only_once_count
     (logs / "telemetry-2025-12-01.jsonl.gz").write_bytes(gzip.compress(body.encode(), compresslevel=1))
     (logs / "telemetry-2025-12-02.jsonl").write_text(event_line("Next day", etype="event",
                                                                 received="2025-12-02T10:00:00+00:00"))
+    return logs
+
+
+def test_a_gzip_backfill_bigger_than_the_read_budget_is_complete_only_once_counted(tmp_path, loki):
+    """A 9.6 MB .jsonl.gz (the per-poll budget is 8 MiB): the backfill is complete (and Loki asked
+    to flush) only once every line is counted and delivered, and no type is discovered "now"."""
+    logs = _big_gzip_backfill(tmp_path)
     holder: dict = {}
     at_completion: list[float] = []
 
@@ -750,3 +756,25 @@ def test_serve_counts_exactly_what_the_generator_wrote(tmp_path):
         svc.stop()
     core = json.loads((tmp_path / "state" / "serve-state.json").read_text())["core"]
     assert (core["lines"], core["blank_lines"]) == (m["total_lines"], m["blank_lines"])
+
+
+def test_a_restart_in_the_middle_of_a_gzip_backfill_neither_double_counts_nor_loses(tmp_path, loki):
+    logs = _big_gzip_backfill(tmp_path)
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(lambda: 0 < svc.core.events, timeout=10)
+        assert not svc.caught_up.is_set()                 # stopped in the middle of the archive
+    finally:
+        svc.stop()
+    assert 0 < json.loads((tmp_path / "state" / "serve-state.json").read_text())["core"]["events"] < 20_001
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(lambda: svc.caught_up.is_set() and total(scrape(svc), "telemetry_events_total") == 20_001,
+                        timeout=30)
+        assert total(scrape(svc), "telemetry_errors_total") == 20_000
+        assert wait_for(lambda: len(loki.entries()) == 20_001, timeout=30)
+        time.sleep(0.5)
+        assert len(loki.entries()) == 20_001
+        assert total(scrape(svc), "telemetry_events_total") == 20_001
+    finally:
+        svc.stop()
