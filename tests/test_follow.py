@@ -129,3 +129,15 @@ def test_cursors_restored_from_positions_are_checked_like_a_file_coming_back(tmp
     f.write_bytes(b"x\ny\nz\n")                               # replaced while nobody watched
     assert lines(DirectoryFollower(tmp_path, saved, on_warning=warnings.append).poll()) == [b"x", b"y", b"z"]
     assert any("replaced" in w for w in warnings)
+
+
+def test_a_cursor_saved_without_its_head_gets_one_and_is_checked_from_then_on(tmp_path):
+    from exporter.positions import FilePosition
+    warnings: list[str] = []
+    first = b"a" * 2000 + b"\n"                               # the cursor is past the 1 KiB head
+    f = day(tmp_path, "2025-12-30", first + b"b\n")
+    fol = DirectoryFollower(tmp_path, {str(f.resolve()): FilePosition(len(first), 1)}, on_warning=warnings.append)
+    assert lines(fol.poll()) == [b"b"]                        # trusted, as before
+    f.write_bytes(b"x\ny\nz\n" * 1000)
+    assert len(lines(fol.poll())) == 3000                     # but a replacement is now seen
+    assert any("replaced" in w for w in warnings)

@@ -158,6 +158,11 @@ class DirectoryFollower:
             fh = open_binary(f.path)
         except OSError:
             return
+        if f.offset and not f.head:     # a cursor saved without its head (older versions): as it is now
+            try:
+                f.head = head_digest(_read_head(f.path, f.offset))
+            except OSError:
+                pass
         with fh:
             skip_to(fh, f.offset)
             for rl in read_lines(fh, offset=f.offset, lineno=f.lineno, max_line_bytes=self.max_line_bytes,
