@@ -24,7 +24,8 @@ _LOKI_FLAGS = {
     "batch_wait": "batch_wait", "compression": "compression", "max_retries": "max_retries",
     "min_backoff": "min_backoff", "max_backoff": "max_backoff", "flush_after_backfill": "flush_after_backfill",
 }
-_METRICS_FLAGS = {"listen": "listen", "max_sessions": "max_sessions", "max_error_types": "max_error_types"}
+_METRICS_FLAGS = {"listen": "listen", "max_sessions": "max_sessions", "max_error_types": "max_error_types",
+                  "max_labels_per_type": "max_labels_per_type"}
 
 # subcommand -> (module, help); each module has add_arguments(parser) and run(args, cfg)
 COMMANDS = {

@@ -30,7 +30,11 @@ Every setting has one name in each layer:
     metrics.listen        TELEMETRY_LISTEN                --listen
     metrics.max_sessions  TELEMETRY_MAX_SESSIONS          --max-sessions
     metrics.session_idle_seconds TELEMETRY_SESSION_IDLE_SECONDS -
-    metrics.max_error_types TELEMETRY_MAX_ERROR_TYPES     --max-error-types
+    metrics.max_error_types TELEMETRY_MAX_ERROR_TYPES     --max-error-types (per kind)
+    metrics.max_labels_per_type TELEMETRY_MAX_LABELS_PER_TYPE --max-labels-per-type
+
+Numbers are checked: a count or a limit below its smallest meaningful value (a negative cap, a
+zero batch size) is a ConfigError, not a crash later.
 
 A URL with credentials (http://user:pass@host) is accepted: the credentials become basic auth
 and are never printed (see :func:`redact_url`).
@@ -51,6 +55,12 @@ class ConfigError(Exception):
     """Bad configuration: a usage error (exit code 2)."""
 
 
+# The smallest value a numeric setting may take (dataclass field metadata, checked by _check_ranges).
+_AT_LEAST_0 = {"min": 0}
+_AT_LEAST_1 = {"min": 1}
+_ABOVE_0 = {"min": 0, "exclusive": True}
+
+
 @dataclass(frozen=True)
 class LokiConfig:
     url: str | None = None
@@ -62,15 +72,15 @@ class LokiConfig:
     bearer_token_file: str | None = None
     ca_file: str | None = None
     insecure_skip_verify: bool = False
-    ready_timeout: float = 60.0
-    timeout: float = 30.0
-    batch_bytes: int = 1024 * 1024
-    batch_entries: int = 20_000
-    batch_wait: float = 1.0
+    ready_timeout: float = field(default=60.0, metadata=_AT_LEAST_0)
+    timeout: float = field(default=30.0, metadata=_ABOVE_0)
+    batch_bytes: int = field(default=1024 * 1024, metadata=_AT_LEAST_1)
+    batch_entries: int = field(default=20_000, metadata=_AT_LEAST_1)
+    batch_wait: float = field(default=1.0, metadata=_AT_LEAST_0)
     compression: str = "auto"   # gzip, none, or auto: none on loopback, gzip elsewhere
-    max_retries: int = 10
-    min_backoff: float = 0.5
-    max_backoff: float = 30.0
+    max_retries: int = field(default=10, metadata=_AT_LEAST_0)
+    min_backoff: float = field(default=0.5, metadata=_AT_LEAST_0)
+    max_backoff: float = field(default=30.0, metadata=_AT_LEAST_0)
     # serve: POST /flush once the backfill is delivered, so imported history is queryable at once
     # (Loki hides history sitting in its ingester; see loki/loki-config.yaml). Your own Loki only.
     flush_after_backfill: bool = False
@@ -104,9 +114,10 @@ class LokiConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = "127.0.0.1:9464"
-    max_sessions: int = 1000
-    session_idle_seconds: float = 24 * 3600.0
-    max_error_types: int = 500
+    max_sessions: int = field(default=1000, metadata=_AT_LEAST_0)          # 0: no per-session series
+    session_idle_seconds: float = field(default=24 * 3600.0, metadata=_ABOVE_0)
+    max_error_types: int = field(default=500, metadata=_AT_LEAST_0)         # per kind
+    max_labels_per_type: int = field(default=50, metadata=_AT_LEAST_0)      # pages, failure reasons
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,7 @@ class Config:
     app: str = "saberloop"
     logs: str = "telemetry-logs"
     state_dir: str = ".telemetry-exporter"
-    max_line_bytes: int = 256 * 1024
+    max_line_bytes: int = field(default=256 * 1024, metadata=_AT_LEAST_1)
     loki: LokiConfig = field(default_factory=LokiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     fingerprint_rules: tuple[dict, ...] = ()
@@ -125,7 +136,8 @@ _ENV_TOP = {"app": "TELEMETRY_APP", "logs": "TELEMETRY_LOGS", "state_dir": "TELE
 _ENV_LOKI = {f.name: "LOKI_" + f.name.upper() for f in fields(LokiConfig)}
 _ENV_METRICS = {"listen": "TELEMETRY_LISTEN", "max_sessions": "TELEMETRY_MAX_SESSIONS",
                 "session_idle_seconds": "TELEMETRY_SESSION_IDLE_SECONDS",
-                "max_error_types": "TELEMETRY_MAX_ERROR_TYPES"}
+                "max_error_types": "TELEMETRY_MAX_ERROR_TYPES",
+                "max_labels_per_type": "TELEMETRY_MAX_LABELS_PER_TYPE"}
 
 
 def _secret(value: str | None, path: str | None, what: str) -> str | None:
@@ -229,7 +241,22 @@ def load_config(
         lc = replace(lc, url=lc.url.rstrip("/").removesuffix("/loki/api/v1/push"))
     if lc.compression not in ("auto", "gzip", "none"):
         raise ConfigError(f"compression must be auto, gzip or none, not {lc.compression!r}")
-    return Config(**top, loki=lc, metrics=MetricsConfig(**metrics), fingerprint_rules=tuple(rules))
+    cfg = Config(**top, loki=lc, metrics=MetricsConfig(**metrics), fingerprint_rules=tuple(rules))
+    for prefix, section in (("", cfg), ("loki.", cfg.loki), ("metrics.", cfg.metrics)):
+        _check_ranges(section, prefix)
+    return cfg
+
+
+def _check_ranges(section: Any, prefix: str) -> None:
+    """Refuse a number below the smallest its setting allows (see the fields' metadata)."""
+    for f in fields(section):
+        low = f.metadata.get("min")
+        if low is None:
+            continue
+        value = getattr(section, f.name)
+        exclusive = f.metadata.get("exclusive", False)
+        if not (value > low if exclusive else value >= low):   # also refuses NaN
+            raise ConfigError(f"{prefix}{f.name} must be {'>' if exclusive else '>='} {low}, not {value!r}")
 
 
 def redact_url(url: str | None) -> str:

@@ -159,7 +159,7 @@ class LineProcessor:
         """Record, in the current chunk, how far the file being read has got."""
         if self._key is not None:
             p = self._pos
-            self.chunk.ends[self._key] = FilePosition(p.offset, p.lineno, p.anchor_ns)
+            self.chunk.ends[self._key] = FilePosition(p.offset, p.lineno, p.anchor_ns, p.head)
 
 
 class ChunkReader:

@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as hst
 
 from exporter.aggregation import (ERROR, FAILED_OPERATION, NO_PAGE, OVERFLOW, WARNING, Aggregator,
-                                  Limits, Window)
+                                  Limits, LiveClock, Window, discovery_clock)
 from exporter.aggregation import scan as scan_mod
 from exporter.aggregation.scan import ScanOptions, Task, plan_tasks, scan, scan_into, task_lines
 from exporter.events.model import Event
@@ -181,9 +181,49 @@ def test_discovered_ts_historical_uses_receive_time():
 
 def test_discovered_ts_live_uses_now():
     core = Aggregator(StubGrouper())
-    core.add(err("a", t=T0, received=T0), now=1_800_000_000.5)
-    core.add(err("a", t=T0, received=T0), now=1_800_000_999.0)
+    core.add(err("a", t=T0, received=T0), clock=1_800_000_000.5)
+    core.add(err("a", t=T0, received=T0), clock=1_800_000_999.0)
     assert core.error_types(ERROR)[0].discovered_ts == 1_800_000_000.5
+
+
+W = 1_800_000_000.0          # watched since (unix s)
+NOW = W + 3600.0
+
+
+@pytest.mark.parametrize("received, anchor, event, expected", [
+    (NOW - 10, None, NOW - 99, NOW),            # received while watched: news, discovered now
+    (W - 299, None, W - 10 * 86400, NOW),       # just before W (within the 5 min slack): news
+    (W - 301, None, NOW, W - 301),              # before W: history, at its receive time
+    (W - 86400, None, W - 86400 - 30, W - 86400),  # an old file copied in: history
+    (None, W - 86400, NOW + 5 * 86400, W - 86400),  # no receivedAt: the file's anchor, not the skewed clock
+    (None, None, W - 7 * 86400, W - 7 * 86400),  # no receivedAt nor anchor: the event time
+    (None, None, NOW + 3 * 86400, NOW),           # ... never in the future: now at the latest
+    (NOW + 600, None, NOW, NOW),                 # a server clock ahead of ours: now
+])
+def test_discovery_clock_rule(received, anchor, event, expected):
+    ns = lambda s: None if s is None else int(s * NS)  # noqa: E731
+    assert discovery_clock(ns(received), ns(anchor), ns(event), now=NOW, watched_since=W) == pytest.approx(expected)
+
+
+def test_discovery_clock_never_in_the_future_even_for_history():
+    # a fresh state (W = start) reading a line whose client clock is 3 days ahead and that has no
+    # receive time: history would be its event time, but that is after now: now
+    assert discovery_clock(None, None, int((W + 3 * 86400) * NS), now=W, watched_since=W) == W
+
+
+def test_add_line_with_a_live_clock_uses_the_anchor_and_sets_sessions_on_the_same_clock():
+    core = Aggregator(StubGrouper(), Limits(max_sessions=10))
+    live = LiveClock(now=NOW, watched_since=W)
+    skewed = json.dumps({"type": "error", "timestamp": "2031-01-01T00:00:00Z", "sessionId": "s9",
+                         "data": {"message": "skewed"}}).encode()
+    core.add_line(skewed, live=live, anchor_ns=int((W - 86400) * NS))
+    (st,) = core.error_types(ERROR)
+    assert st.discovered_ts == W - 86400
+    assert core.recent_sessions()[0].last_active_ts == W - 86400
+    core.add_line(skewed.replace(b"skewed", b"fresh"), live=live, anchor_ns=int((NOW - 1) * NS))
+    assert core.error_type(ERROR, st.error_type).discovered_ts == W - 86400
+    assert [t.discovered_ts for t in core.error_types(ERROR)][1] == NOW
+    assert core.recent_sessions()[0].last_active_ts == NOW
 
 
 def test_regression_detection_historical_and_live():
@@ -193,9 +233,9 @@ def test_regression_detection_historical_and_live():
     assert core.error_types(ERROR)[0].regressed_ts is None
     core.add(err("a", t=T0 + 13 * DAY, received=T0 + 13 * DAY + NS))  # exactly 7 days: regressed
     assert core.error_types(ERROR)[0].regressed_ts == (T0 + 13 * DAY + NS) / NS
-    core.add(err("a", t=T0 + 30 * DAY), now=2_000_000_000.0)         # live: now
+    core.add(err("a", t=T0 + 30 * DAY), clock=2_000_000_000.0)         # live: now
     assert core.error_types(ERROR)[0].regressed_ts == 2_000_000_000.0
-    core.add(err("a", t=T0 + 31 * DAY), now=2_000_000_100.0)         # 1 day later: no change
+    core.add(err("a", t=T0 + 31 * DAY), clock=2_000_000_100.0)         # 1 day later: no change
     assert core.error_types(ERROR)[0].regressed_ts == 2_000_000_000.0
 
 
@@ -228,19 +268,40 @@ def test_error_type_cap_counts_the_rest_in_overflow():
     for i in range(10):
         core.add(err(f"unique {i}", t=T0 + i, sid=f"s{i}"))
     core.add(err("unique 1", t=T0 + 100))    # a known type keeps its own bucket
-    core.add(ev("log", level="warn", message="w"))   # cap is over all kinds: overflow too
     types = {st.error_type: st for st in core.error_types(ERROR)}
     assert len(types) == 4 and OVERFLOW in types
     assert types[OVERFLOW].count == 7 and len(types[OVERFLOW].sessions) == 7
     assert sum(st.count for st in types.values()) == core.errors == 11
     assert core.error_type_count(ERROR) == 3
-    assert [st.error_type for st in core.error_types(WARNING)] == [OVERFLOW]
     assert core.sessions_with_errors == 10   # distinct counts stay exact
     # the report core runs uncapped
     uncapped = Aggregator(StubGrouper())
     for i in range(600):
         uncapped.add(err(f"unique {i}"))
     assert uncapped.error_type_count(ERROR) == 600
+
+
+def test_error_type_cap_is_per_kind_so_a_warning_flood_leaves_room_for_new_errors():
+    core = Aggregator(StubGrouper(), Limits(max_error_types=3))
+    for i in range(50):                                   # a flood of unique warnings
+        core.add(ev("log", level="warn", message=f"w{i}"), clock=1000.0)
+    for i in range(5):
+        core.add(ev("metric", name=f"op{i}", status="error", error="x"), clock=1000.0)
+    core.add(err("a genuinely new error"), clock=2000.0)
+    errors = core.error_types(ERROR)
+    assert [(st.template, st.discovered_ts) for st in errors] == [("a genuinely new error", 2000.0)]
+    assert core.error_type_count(WARNING) == 3 and core.error_type(WARNING, OVERFLOW).count == 47
+    assert core.error_type_count(FAILED_OPERATION) == 3
+    assert core.error_type(FAILED_OPERATION, OVERFLOW).count == 2
+    # the cap per kind survives a state round trip and a merge
+    again = Aggregator.from_state(core.to_state(), StubGrouper(), Limits(max_error_types=3))
+    for i in range(3):
+        again.add(err(f"more {i}"))
+    assert again.error_type_count(ERROR) == 3 and again.error_type(ERROR, OVERFLOW).count == 1
+    other = Aggregator(StubGrouper(), Limits(max_error_types=3))
+    other.add(err("from the other part"))
+    merged = Aggregator.from_state(core.to_state(), StubGrouper(), Limits(max_error_types=3)).merge(other)
+    assert merged.error_type_count(ERROR) == 2 and merged.error_type(ERROR, OVERFLOW) is None
 
 
 def test_label_cap_per_type():
@@ -253,9 +314,9 @@ def test_label_cap_per_type():
 def test_session_table_cap_eviction_and_idle_expiry():
     core = Aggregator(StubGrouper(), Limits(max_sessions=3, session_idle_seconds=100))
     for i, sid in enumerate(["a", "b", "c"]):
-        core.add(err(sid=sid), now=1000.0 + i)
-    core.add(ev("event", sid="a"), now=1010.0)       # a becomes the most recent
-    core.add(err(sid="d"), now=1020.0)                # evicts b (least recently active)
+        core.add(err(sid=sid), clock=1000.0 + i)
+    core.add(ev("event", sid="a"), clock=1010.0)       # a becomes the most recent
+    core.add(err(sid="d"), clock=1020.0)                # evicts b (least recently active)
     recent = core.recent_sessions()
     assert [s.session_id for s in recent] == ["d", "a", "c"]
     assert recent[1].events == 2 and recent[1].errors == 1
@@ -306,8 +367,8 @@ def test_merge_with_caps_keeps_totals():
     limits = Limits(max_error_types=2, max_sessions=2)
     a, b = Aggregator(StubGrouper(), limits), Aggregator(StubGrouper(), limits)
     for i in range(3):
-        a.add(err(f"a{i}", sid=f"a{i}"), now=100.0 + i)
-        b.add(err(f"b{i}", sid=f"b{i}"), now=200.0 + i)
+        a.add(err(f"a{i}", sid=f"a{i}"), clock=100.0 + i)
+        b.add(err(f"b{i}", sid=f"b{i}"), clock=200.0 + i)
     a.merge(b)
     assert sum(st.count for st in a.error_types(ERROR)) == a.errors == 6
     assert a.error_type_count(ERROR) == 2

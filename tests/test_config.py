@@ -55,3 +55,46 @@ def test_bad_config_files_give_clear_errors(tmp_path, text, message):
 def test_bad_env_value():
     with pytest.raises(ConfigError, match="environment: invalid value"):
         load_config(None, env={"LOKI_READY_TIMEOUT": "soon"})
+
+
+def test_max_labels_per_type_from_each_layer(tmp_path):
+    assert load_config(None, env={}).metrics.max_labels_per_type == 50
+    f = tmp_path / "c.yaml"
+    f.write_text("metrics:\n  max_labels_per_type: 20\n")
+    assert load_config(f, env={}).metrics.max_labels_per_type == 20
+    assert load_config(f, env={"TELEMETRY_MAX_LABELS_PER_TYPE": "7"}).metrics.max_labels_per_type == 7
+    assert load_config(f, env={"TELEMETRY_MAX_LABELS_PER_TYPE": "7"},
+                       metrics_flags={"max_labels_per_type": 3}).metrics.max_labels_per_type == 3
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TELEMETRY_MAX_SESSIONS": "-1"}, "metrics.max_sessions must be >= 0, not -1"),
+    ({"TELEMETRY_MAX_ERROR_TYPES": "-5"}, "metrics.max_error_types must be >= 0"),
+    ({"TELEMETRY_MAX_LABELS_PER_TYPE": "-1"}, "metrics.max_labels_per_type must be >= 0"),
+    ({"TELEMETRY_SESSION_IDLE_SECONDS": "0"}, "metrics.session_idle_seconds must be > 0"),
+    ({"TELEMETRY_SESSION_IDLE_SECONDS": "nan"}, "metrics.session_idle_seconds must be > 0"),
+    ({"TELEMETRY_MAX_LINE_BYTES": "0"}, "max_line_bytes must be >= 1"),
+    ({"LOKI_BATCH_BYTES": "0"}, "loki.batch_bytes must be >= 1"),
+    ({"LOKI_MAX_RETRIES": "-1"}, "loki.max_retries must be >= 0"),
+    ({"LOKI_TIMEOUT": "0"}, "loki.timeout must be > 0"),
+    ({"LOKI_MAX_BACKOFF": "-1"}, "loki.max_backoff must be >= 0"),
+])
+def test_negative_or_zero_limits_are_config_errors(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, env=env)
+
+
+def test_zero_caps_are_allowed():
+    cfg = load_config(None, env={"TELEMETRY_MAX_SESSIONS": "0", "TELEMETRY_MAX_ERROR_TYPES": "0"})
+    assert (cfg.metrics.max_sessions, cfg.metrics.max_error_types) == (0, 0)
+
+
+@pytest.mark.parametrize("flag", [["--max-sessions", "-1"], ["--max-error-types", "-1"],
+                                  ["--max-labels-per-type", "-2"], ["--batch-bytes", "0"]])
+def test_serve_refuses_a_negative_cap_with_exit_2(tmp_path, capsys, flag):
+    from exporter.cli import main
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    assert main(["serve", str(logs), "--no-loki", "--state-dir", str(tmp_path / "s"), *flag]) == 2
+    assert "must be >=" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()          # refused before anything started

@@ -56,6 +56,8 @@ def test_backoff_is_bounded_and_honours_retry_after():
     assert all(0.25 <= d <= 30 for d in delays) and delays[-1] >= 15
     assert backoff(0, 0.5, 30, retry_after=7, rng=rng) == 7
     assert backoff(0, 0.5, 30, retry_after=3600, rng=rng) == 30
+    # serve waits for Loki forever: the 2000th attempt (hours of an outage) is still 15-30 s
+    assert 15 <= backoff(2000, 0.5, 30, rng=rng) <= 30
     assert parse_retry_after("12") == 12.0 and parse_retry_after(None) is None and parse_retry_after("x") is None
 
 

@@ -9,12 +9,15 @@ from exporter.aggregation.core import (
     WARNING,
     Aggregator,
     ErrorTypeStats,
+    LiveClock,
     Limits,
     SessionStats,
     Window,
+    discovery_clock,
 )
 
 __all__ = [
     "ERROR", "FAILED_OPERATION", "KINDS", "NO_PAGE", "OVERFLOW", "WARNING",
-    "Aggregator", "ErrorTypeStats", "Limits", "SessionStats", "Window",
+    "Aggregator", "ErrorTypeStats", "Limits", "LiveClock", "SessionStats", "Window",
+    "discovery_clock",
 ]

@@ -14,13 +14,14 @@ with the number of events:
 * optionally (``Limits.max_sessions``), a table of the most recently active sessions with their
   error counts, with idle expiry and an evicted-sessions counter (for `/metrics`).
 
-Two clocks
-----------
-``add(event, now=None)`` is *historical* mode (backfill, `report`): the "when did we learn about
-this" clock is the event's server receive time (``received_ns``, else its event time).
-``add(event, now=<unix seconds>)`` is *live* mode (`serve` following files): that clock is
-``now``. The clock sets ``discovered_ts``, ``regressed_ts`` and session activity; it never
-changes a count.
+The clock
+---------
+Each event is counted with a "when did we learn about this" clock (unix s), which sets
+``discovered_ts``, ``regressed_ts`` and session activity and never changes a count.
+``add(event)`` (`report`): the event's server receive time (``received_ns``, else its event
+time). ``add(event, clock=...)``: the caller's; `serve` passes :func:`discovery_clock` (via
+``add_line(..., live=LiveClock(now, watched_since), anchor_ns=...)``): ``now`` for a line the
+server received since the exporter has been watching the directory, else its receive time.
 
 Merging
 -------
@@ -34,8 +35,8 @@ For `/metrics`
 --------------
 Build the core with ``Limits(max_error_types=cfg.metrics.max_error_types,
 max_sessions=cfg.metrics.max_sessions, session_idle_seconds=cfg.metrics.session_idle_seconds)``,
-backfill with ``add_line(data, length, max_line_bytes=...)`` (historical), then follow with
-``add_line(..., now=time.time())`` (live); call ``expire_sessions(time.time())`` before a scrape
+feed it with ``add_line(data, length, max_line_bytes=..., live=LiveClock(...), anchor_ns=...)``;
+call ``expire_sessions(time.time())`` before a scrape
 and read ``events_by_type``, ``kind_counts``, ``invalid_by_reason``, ``error_types()``,
 ``recent_sessions(limit)``, ``evicted_sessions``. Persist with ``to_state()`` /
 ``from_state()``. The core is not thread-safe: feed and read it under one lock.
@@ -69,6 +70,7 @@ NO_REASON = "<no reason>"                   # failed operation without data.erro
 NS_PER_S = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_S
 DEFAULT_REGRESSION_SECONDS = 7 * 24 * 3600.0
+LIVE_SLACK_SECONDS = 300.0   # see discovery_clock
 EXAMPLE_MAX_CHARS = 2000
 
 _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")
@@ -84,8 +86,10 @@ class Grouper(Protocol):
 class Limits:
     """Bounds for a long-running core (`/metrics`). ``Limits()`` = uncapped, as `report` runs.
 
-    max_error_types: distinct error types (all kinds together) with their own bucket; events of
-        further types are counted in their kind's ``"overflow"`` bucket. None = no cap.
+    max_error_types: distinct error types with their own bucket, per kind (errors, warnings and
+        failed operations each have this many, so a flood of unique warnings cannot take the
+        room of new errors); events of further types are counted in their kind's ``"overflow"``
+        bucket only (a type past the cap is never "discovered"). None = no cap.
     max_sessions: size of the per-session table (most recently active kept). 0 = no table
         (`report`), None = unbounded.
     session_idle_seconds: :meth:`Aggregator.expire_sessions` drops sessions idle for longer.
@@ -228,9 +232,41 @@ def _add_counts(into: dict[str, int], more: dict[str, int], cap: int | None) -> 
         into[key] = into.get(key, 0) + n
 
 
-def _clock(event: Event, now: float | None) -> float:
-    if now is not None:
-        return now
+def discovery_clock(received_ns: int | None, anchor_ns: int | None, event_ns: int, *,
+                    now: float, watched_since: float) -> float:
+    """`serve`'s clock for one line (unix s): what its error type's discovery (and regression)
+    time and its session's activity are.
+
+    R, when the server received the line: its ``receivedAt``, else the file's anchor (the last
+    ``receivedAt`` above it in the same file), else its event time; never later than ``now``
+    (a skewed client clock cannot put a discovery in the future). A line with R >=
+    ``watched_since`` - LIVE_SLACK_SECONDS is news: ``now``. ``watched_since`` (W) is the time up
+    to which the exporter has been watching the directory, so any line received earlier is
+    history (the first backfill, an old file copied in): R. The slack covers lines written just
+    before W but not yet read, and the server's clock being a little ahead of ours.
+    """
+    r_ns = received_ns if received_ns is not None else anchor_ns if anchor_ns is not None else event_ns
+    received = min(r_ns / NS_PER_S, now)
+    return now if received >= watched_since - LIVE_SLACK_SECONDS else received
+
+
+@dataclass(frozen=True, slots=True)
+class LiveClock:
+    """What `serve` knows when it counts a line: wall-clock ``now``, and ``watched_since`` (W,
+    see :func:`discovery_clock`)."""
+
+    now: float
+    watched_since: float
+
+    def of(self, event: Event, anchor_ns: int | None) -> float:
+        return discovery_clock(event.received_ns, anchor_ns, event.time_ns, now=self.now,
+                               watched_since=self.watched_since)
+
+
+def _clock(event: Event, clock: float | None) -> float:
+    """The caller's clock, else (`report`) the event's receive time, else its event time."""
+    if clock is not None:
+        return clock
     return (event.received_ns if event.received_ns is not None else event.time_ns) / NS_PER_S
 
 
@@ -300,7 +336,7 @@ class Aggregator:
         self._sessions: dict[str, str] = {}       # distinct sessions (and string intern table)
         self._error_sessions: set[str] = set()
         self._types: dict[str, dict[str, ErrorTypeStats]] = {k: {} for k in KINDS}
-        self._real_types = 0                      # error types with their own bucket
+        self._real_types = dict.fromkeys(KINDS, 0)  # error types with their own bucket, per kind
         self._session_table: dict[str, SessionStats] = {}  # least recently active first
         self.evicted_sessions = 0
         self._reg_ns = int(self.limits.regression_seconds * NS_PER_S)
@@ -308,11 +344,13 @@ class Aggregator:
     # ------------------------------------------------------------------ feeding
 
     def add_line(self, data: bytes, length: int | None = None, *,
-                 max_line_bytes: int | None = None, now: float | None = None
-                 ) -> Event | Invalid | None:
+                 max_line_bytes: int | None = None, live: LiveClock | None = None,
+                 anchor_ns: int | None = None) -> Event | Invalid | None:
         """Count one raw line (without its line ending). Returns the parsed Event, the Invalid,
         or None for a blank line. ``length`` is the line's full length when ``data`` is only
-        its head (a too-long line, see sources.files.read_lines)."""
+        its head (a too-long line, see sources.files.read_lines). With ``live`` (`serve`), the
+        event's clock is ``live.of(event, anchor_ns)``; ``anchor_ns`` is the last receive time
+        seen above this line in its file."""
         self.lines += 1
         if max_line_bytes is not None and (len(data) if length is None else length) > max_line_bytes:
             self.add_invalid(TOO_LONG)
@@ -325,7 +363,7 @@ class Aggregator:
             reason = parsed.reason
             self.invalid_by_reason[reason] = self.invalid_by_reason.get(reason, 0) + 1
             return parsed
-        self.add(parsed, now=now)  # type: ignore[arg-type]
+        self.add(parsed, None if live is None else live.of(parsed, anchor_ns))  # type: ignore[arg-type]
         return parsed
 
     def add_blank(self) -> None:
@@ -337,8 +375,8 @@ class Aggregator:
         """Count an invalid line (invalid lines have no trustworthy time: never filtered)."""
         self.invalid_by_reason[reason] = self.invalid_by_reason.get(reason, 0) + 1
 
-    def add(self, event: Event, now: float | None = None) -> Any:
-        """Count one event. ``now`` (unix s) = live mode, None = historical mode.
+    def add(self, event: Event, clock: float | None = None) -> Any:
+        """Count one event, learnt about at ``clock`` (unix s; None: its receive time, see _clock).
 
         Returns the event's ErrorGroup (or None), so a caller needs no second fingerprinting;
         returns None for an event outside the window (which is counted nowhere else)."""
@@ -356,12 +394,12 @@ class Aggregator:
             sid = self._sessions.setdefault(sid, sid)
         group = self._fp.group(event) if self._fp is not None else None
         if group is not None:
-            self._add_group(event, group, sid, now)
+            self._add_group(event, group, sid, clock)
         if sid is not None and self.limits.max_sessions != 0:
-            self._touch_session(sid, group.kind if group is not None else None, _clock(event, now))
+            self._touch_session(sid, group.kind if group is not None else None, _clock(event, clock))
         return group
 
-    def _add_group(self, event: Event, group: Any, sid: str | None, now: float | None) -> None:
+    def _add_group(self, event: Event, group: Any, sid: str | None, clock: float | None) -> None:
         kind = group.kind
         self.kind_counts[kind] += 1
         if sid is not None and kind == ERROR:
@@ -371,23 +409,23 @@ class Aggregator:
         t = event.time_ns
         if st is None:
             cap = self.limits.max_error_types
-            if cap is not None and self._real_types >= cap:
+            if cap is not None and self._real_types[kind] >= cap:
                 st = types.get(OVERFLOW)
                 if st is None:
                     st = types[OVERFLOW] = self._new_type(kind, OVERFLOW, OVERFLOW_TEMPLATE,
-                                                          group.template, event, now)
+                                                          group.template, event, clock)
                     st.count = -1  # marks "just created" for the update below
             else:
-                self._real_types += 1
+                self._real_types[kind] += 1
                 st = types[group.error_type] = self._new_type(kind, group.error_type,
                                                               group.template, group.template,
-                                                              event, now)
+                                                              event, clock)
                 st.count = -1
         if st.count < 0:
             st.count = 0
         else:
             if t >= st.last_seen_ns + self._reg_ns:
-                st.regressed_ts = _clock(event, now)
+                st.regressed_ts = _clock(event, clock)
             if t < st.first_seen_ns:
                 st.first_seen_ns = t
                 st.example = example_of(event, kind, group.template)
@@ -405,12 +443,12 @@ class Aggregator:
 
     @staticmethod
     def _new_type(kind: str, error_type: str, template: str, group_template: str, event: Event,
-                  now: float | None) -> ErrorTypeStats:
+                  clock: float | None) -> ErrorTypeStats:
         t = event.time_ns
         return ErrorTypeStats(
             kind=kind, error_type=error_type, template=template,
             example=example_of(event, kind, group_template),
-            first_seen_ns=t, last_seen_ns=t, discovered_ts=_clock(event, now), first_arrival_ns=t)
+            first_seen_ns=t, last_seen_ns=t, discovered_ts=_clock(event, clock), first_arrival_ns=t)
 
     def _touch_session(self, sid: str, kind: str | None, clock: float) -> None:
         table = self._session_table
@@ -535,8 +573,8 @@ class Aggregator:
                 st = mine.get(key)
                 if st is None:
                     cap = self.limits.max_error_types
-                    if key != OVERFLOW and (cap is None or self._real_types < cap):
-                        self._real_types += 1
+                    if key != OVERFLOW and (cap is None or self._real_types[kind] < cap):
+                        self._real_types[kind] += 1
                     else:
                         st = mine.get(OVERFLOW)
                         if st is None:
@@ -642,7 +680,7 @@ class Aggregator:
                 raise ValueError(f"unknown error kind {st.kind!r} in state")
             core._types[st.kind][st.error_type] = st
             if st.error_type != OVERFLOW:
-                core._real_types += 1
+                core._real_types[st.kind] += 1
         for d in state.get("session_table", ()):
             s = SessionStats.from_dict(d)
             core._session_table[s.session_id] = s

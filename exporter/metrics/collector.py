@@ -5,9 +5,10 @@ same core `report` prints. Counters stay monotonic across restarts because the c
 persisted and restored by `serve`.
 
 Cardinality is bounded (Prometheus: "do not use labels to store dimensions with high
-cardinality ... such as user IDs"): error types are capped in the core (overflow bucket
-``error_type="overflow"``), and the per-session series are limited to the most recently active
-sessions (cap + idle expiry, evictions counted in ``telemetry_sessions_evicted_total``).
+cardinality ... such as user IDs"): error types are capped per kind in the core (overflow
+bucket ``error_type="overflow"``), pages and failure reasons per type too, and the per-session
+series are limited to the most recently active sessions (cap + idle expiry, evictions counted
+in ``telemetry_sessions_evicted_total``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ class CoreCollector(Collector):
                                  labels=["error_type"])
         discovered = GaugeMetricFamily(
             "telemetry_error_type_discovered_timestamp_seconds",
-            "When the exporter first counted this error type while live (for types found in the "
-            "initial backfill of a fresh state: their first receive time). Alert on new types with "
+            "When the exporter learnt about this error type: when it counted its first line, or, "
+            "for a line received before the exporter watched the directory (a backfill, copied "
+            "history), that line's receive time. Alert on new types with "
             "`telemetry_error_type_discovered_timestamp_seconds > time() - 600`.",
             labels=["error_type", "template", "kind"])
         regressed = GaugeMetricFamily(
@@ -101,7 +103,8 @@ class CoreCollector(Collector):
             distinct.add_metric([k], types[k])
         yield distinct
         yield CounterMetricFamily("telemetry_error_types_overflow",
-                                  "Events of error types past the cap, counted under error_type=\"overflow\".",
+                                  "Events of error types past the per-kind cap, counted under error_type=\"overflow\" "
+                                  "(such types get no discovery time: watch this counter).",
                                   value=overflow)
 
         per_session = CounterMetricFamily(

@@ -1,6 +1,9 @@
 """`telemetry-exporter serve [DIR]`: backfill, then follow; push to Loki; serve /metrics.
 
 SIGTERM or SIGINT (Ctrl-C): stop reading, deliver what was read, save state, exit 0.
+A worker thread that dies (a state file that cannot be written, a bug) stops the service with a
+message and exit code 1. Loki down or not ready is no reason to exit: /metrics is served and
+the lines wait to be pushed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from exporter.config import Config, ConfigError
 from exporter.sinks.loki.client import LokiError
 
-EXIT_OK, EXIT_USAGE, EXIT_LOKI = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="POST /flush to Loki once the existing files are delivered, so their history is "
                         "queryable at once (your own Loki; env LOKI_FLUSH_AFTER_BACKFILL)")
     p.add_argument("--max-sessions", type=int, help="per-session series kept in /metrics (default 1000)")
-    p.add_argument("--max-error-types", type=int, help="error types with their own series (default 500)")
+    p.add_argument("--max-error-types", type=int,
+                   help="error types of each kind (errors, warnings, failed operations) with their own series "
+                        "(default 500); further types are counted in telemetry_error_types_overflow_total")
+    p.add_argument("--max-labels-per-type", type=int,
+                   help="pages and failure reasons kept per error type (default 50); further ones are "
+                        "counted under \"(other)\"")
 
 
 def _log(msg: str) -> None:
@@ -50,7 +58,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         return EXIT_USAGE
     try:
         service = Service(cfg, directory, loki=loki, fingerprinter=fp, log=_log)
-    except (ValueError, OSError, ConfigError) as exc:
+    except (ValueError, OSError, ConfigError, LokiError) as exc:
         _log(f"telemetry-exporter serve: {exc}")
         return EXIT_USAGE
     stop = threading.Event()
@@ -61,21 +69,20 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     for name in ("SIGTERM", "SIGINT"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), on_signal)
-    try:
-        service.start()
-    except LokiError as exc:
-        _log(f"telemetry-exporter serve: {exc}")
-        return EXIT_LOKI
+    service.start()
     _log(f"serving http://{service.server.address}/metrics; following {directory}"
          + ("" if loki else " (no Loki)"))
     try:
         while not stop.wait(0.5):
             if not service._healthy():
-                _log("telemetry-exporter serve: a worker thread died; stopping")
                 break
     except KeyboardInterrupt:
         pass
-    _log("stopping: delivering what was read and saving state ...")
+    if service.failure is None:
+        _log("stopping: delivering what was read and saving state ...")
     service.stop()
+    if service.failure is not None:
+        _log(f"telemetry-exporter serve: {service.failure}; stopped (exit code {EXIT_FAILED})")
+        return EXIT_FAILED
     _log("stopped")
     return EXIT_OK

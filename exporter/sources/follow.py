@@ -2,14 +2,25 @@
 truncation and replacement. Portable polling (os.stat), no inotify: works the same on
 Windows, macOS and Linux, and costs one stat per file per poll when nothing changes.
 
-A last line without its newline is not consumed until the newline arrives, unless the file is
-finished: a newer daily file exists, or the file has not changed for ``partial_line_grace``
-seconds (the PHP endpoint appends whole lines, so such a line is as complete as it will get).
+Rules:
+
+* A position is never forgotten. A file that disappears (retention, a move, a mount hiccup)
+  keeps its cursor; if a file with the same key comes back with the same first bytes and at
+  least as long, it is read on from there, otherwise from the start (with a warning).
+* A directory that cannot be listed skips the poll (one warning until it is back): it is not
+  taken for a directory without files.
+* A file's key is its path without ``.gz`` (:func:`file_key`): a day gzipped in place is read on
+  where the plain file stopped (offsets count decompressed bytes), so nothing is read twice.
+* A last line without its newline is not consumed until its newline arrives, unless the file
+  is finished: a newer daily file exists (the writer has moved on), or it is a gzip archive.
+* A plain file is read at most ``read_budget`` bytes per poll, so one huge file cannot starve
+  the others; a gzip archive is read to its end in one go (streaming, bounded memory), since
+  resuming it would mean decompressing it from the start again. ``pending`` says whether the
+  last poll left a file unfinished (the caller is not caught up yet).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,126 +35,154 @@ class Followed:
     path: Path
     offset: int = 0
     lineno: int = 0
-    anchor_ns: int | None = None
+    anchor_ns: int | None = None  # last server receive time seen before `offset` (kept by the caller)
+    head: str = ""           # digest of the first min(offset, 1 KiB) bytes, "" when unknown
     size: int = -1
     mtime_ns: int = -1
-    head: str = ""           # digest of the first min(offset, 1 KiB) bytes, "" when unknown
-    changed_at: float = 0.0  # monotonic time the size or mtime last changed
+    present: bool = False    # in the directory at the last poll
+    at_end: bool = False     # the last read reached the end (not stopped by the budget)
     partial: bool = False    # an unterminated last line is waiting
 
     @property
     def key(self) -> str:
         return file_key(self.path)
 
+    @property
+    def gz(self) -> bool:
+        return self.path.name.endswith(".gz")
+
+    def position(self) -> FilePosition:
+        return FilePosition(self.offset, self.lineno, self.anchor_ns, self.head)
+
 
 class DirectoryFollower:
-    """Yields (file key, line) for every complete line not read yet, one poll at a time."""
+    """Yields (followed file, line) for every complete line not read yet, one poll at a time."""
 
     def __init__(self, directory: Path, start: dict[str, FilePosition] | None = None, *,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, read_budget: int = 8 << 20,
-                 partial_line_grace: float = 15.0,
-                 on_warning: Callable[[str], None] | None = None,
-                 on_reset: Callable[[str], None] | None = None) -> None:
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self.directory = directory
-        self.files: dict[str, Followed] = {}
+        self.files: dict[str, Followed] = {
+            key: Followed(Path(key), pos.offset, pos.lineno, pos.anchor_ns, pos.head)
+            for key, pos in (start or {}).items()}
         self.max_line_bytes = max_line_bytes
         self.read_budget = read_budget
-        self.partial_line_grace = partial_line_grace
         self.on_warning = on_warning or (lambda m: None)
-        self.on_reset = on_reset or (lambda key: None)   # a file is read again from the start
-        self._start = dict(start or {})
         self.unread = 0            # unread_bytes() as of the end of the last poll
+        self.pending = True        # the last poll left a file unfinished (or there was none yet)
+        self._listing_error: str | None = None
 
-    def _scan(self) -> list[Path]:
+    def positions(self) -> dict[str, FilePosition]:
+        """Every file's cursor, those of vanished files included."""
+        return {key: f.position() for key, f in self.files.items()}
+
+    def _scan(self) -> list[Path] | None:
+        """The telemetry files, one per day, oldest first; None when the directory cannot be listed."""
         try:
-            found = [p for p in self.directory.iterdir() if is_telemetry_file(p)]
-        except OSError:
-            return []
-        return one_per_day(sorted((p.resolve() for p in found), key=sort_key))
+            found = [p.resolve() for p in self.directory.iterdir() if is_telemetry_file(p)]
+        except OSError as exc:
+            if self._listing_error is None:
+                self.on_warning(f"cannot list {self.directory} ({exc.strerror or exc}): waiting for it "
+                                "to come back; every file keeps its position")
+            self._listing_error = str(exc)
+            return None
+        if self._listing_error is not None:
+            self.on_warning(f"{self.directory} can be listed again: following it")
+            self._listing_error = None
+        return one_per_day(sorted(found, key=sort_key))
 
     def unread_bytes(self) -> int:
-        """Bytes behind the end of the followed files (plain files; gzip archives count once read)."""
-        return sum(max(0, f.size - f.offset) for f in self.files.values() if not f.path.name.endswith(".gz"))
+        """Bytes behind the end of the files in the directory: the rest of each plain file, and
+        the compressed size of a gzip archive not read to its end."""
+        return sum((0 if f.at_end else f.size) if f.gz else max(0, f.size - f.offset)
+                   for f in self.files.values() if f.present)
 
     def poll(self) -> Iterator[tuple[Followed, RawLine]]:
-        """One pass over the directory: yield new complete lines, file by file, oldest day first.
-
-        Stops a file after ``read_budget`` bytes so one huge file cannot starve the others
-        (the next poll continues it).
-        """
+        """One pass over the directory: yield new complete lines, file by file, oldest day first."""
+        self.pending = True        # until this poll has gone through every file
         present = self._scan()
+        if present is None:
+            return
         keys = {file_key(p) for p in present}
-        for key in [k for k in self.files if k not in keys]:
-            del self.files[key]          # deleted by retention: forget it
+        for key, f in self.files.items():
+            if key not in keys:
+                f.present = False    # deleted or moved away: its position is kept
         newest = present[-1] if present else None
-        now = time.monotonic()
+        pending = False
         for path in present:
             key = file_key(path)
             f = self.files.get(key)
+            if f is None:
+                f = self.files[key] = Followed(path)
             try:
                 st = path.stat()
             except OSError:
                 continue
-            if f is not None and f.path != path:
-                f.path = path            # gzipped in place: the same day, read on where it stopped
-                f.mtime_ns = -1
-            if f is None:
-                f = Followed(path)
-                pos = self._start.pop(key, None)
-                if pos is not None:
-                    f.offset, f.lineno, f.anchor_ns, f.head = pos.offset, pos.lineno, pos.anchor_ns, pos.head
-                self.files[key] = f
-                is_new = True
-            else:
-                is_new = False
-            unchanged = not is_new and st.st_size == f.size and st.st_mtime_ns == f.mtime_ns
-            finish = f.partial and (path != newest or now - f.changed_at >= self.partial_line_grace)
-            if unchanged and not finish:
+            came_back, f.present = not f.present, True
+            if f.path != path:
+                f.path = path        # gzipped in place: the same day, read on where it stopped
+                came_back = True
+            finished = f.gz or path != newest
+            unchanged = not came_back and f.at_end and st.st_size == f.size and st.st_mtime_ns == f.mtime_ns
+            if unchanged and not (f.partial and finished):
                 continue
-            if not unchanged:
-                f.changed_at = now
-            gz = path.name.endswith(".gz")
-            if not gz and st.st_size < f.offset:
-                self.on_warning(f"{path.name} was truncated ({st.st_size} < {f.offset} bytes): reading it from the start")
+            if not self._same_file(f, st.st_size):
                 f.offset, f.lineno, f.head, f.anchor_ns = 0, 0, "", None
-                self.on_reset(key)
-            elif f.offset and f.head:
-                try:
-                    with open_binary(path) as h:
-                        head = h.read(HEAD_BYTES)
-                except OSError:
-                    continue
-                if head_digest(head[: min(f.offset, HEAD_BYTES)]) != f.head:
-                    self.on_warning(f"{path.name} was replaced: reading it from the start")
-                    f.offset, f.lineno, f.head, f.anchor_ns = 0, 0, "", None
-                    self.on_reset(key)
             f.size, f.mtime_ns = st.st_size, st.st_mtime_ns
-            yield from self._read(f, finish or path != newest)
+            yield from self._read(f, finished)
+            pending = pending or not f.at_end
+        self.pending = pending
         self.unread = self.unread_bytes()
 
+    def _same_file(self, f: Followed, size: int) -> bool:
+        """Is ``f.path`` still the file read up to ``f.offset`` (not truncated, not replaced)?"""
+        if not f.offset:
+            return True
+        if not f.gz and size < f.offset:
+            self.on_warning(f"{f.path.name} was truncated ({size} < {f.offset} bytes): reading it from the start")
+            return False
+        if f.head:
+            try:
+                head = _read_head(f.path, f.offset)
+            except OSError:
+                return True      # unreadable now: the read will fail too and be tried again
+            if head_digest(head) != f.head:
+                self.on_warning(f"{f.path.name} was replaced: reading it from the start")
+                return False
+        return True
+
     def _read(self, f: Followed, finished: bool) -> Iterator[tuple[Followed, RawLine]]:
-        budget = self.read_budget
-        stopped = False
+        f.at_end = f.partial = False
+        budget = None if f.gz else self.read_budget
         try:
             fh = open_binary(f.path)
         except OSError:
             return
-        with fh:
-            skip_to(fh, f.offset)
-            head_needed = not f.head
-            for rl in read_lines(fh, offset=f.offset, lineno=f.lineno, max_line_bytes=self.max_line_bytes,
-                                 partial_last_line=finished):
-                f.offset, f.lineno = rl.end, rl.lineno
-                yield f, rl
-                budget -= rl.end - rl.offset
-                if budget <= 0:
-                    f.mtime_ns = -1      # not finished: look again at the next poll
-                    stopped = True
-                    break
-        f.partial = not stopped and not f.path.name.endswith(".gz") and f.offset < f.size
-        if head_needed or f.offset < HEAD_BYTES:
+        if f.offset and not f.head:     # a cursor saved without its head (older versions): as it is now
             try:
-                with open_binary(f.path) as h:
-                    f.head = head_digest(h.read(HEAD_BYTES)[: min(f.offset, HEAD_BYTES)])
+                f.head = head_digest(_read_head(f.path, f.offset))
             except OSError:
                 pass
+        with fh:
+            skip_to(fh, f.offset)
+            for rl in read_lines(fh, offset=f.offset, lineno=f.lineno, max_line_bytes=self.max_line_bytes,
+                                 partial_last_line=finished):
+                if f.offset < HEAD_BYTES:   # keep the head digest in step with the offset
+                    try:
+                        f.head = head_digest(_read_head(f.path, rl.end))
+                    except OSError:
+                        f.head = ""      # unknown: not checked
+                f.offset, f.lineno = rl.end, rl.lineno
+                yield f, rl
+                if budget is not None:
+                    budget -= rl.end - rl.offset
+                    if budget <= 0:
+                        return           # not finished: the next poll goes on
+        f.at_end = True
+        f.partial = not f.gz and f.offset < f.size
+
+
+def _read_head(path: Path, offset: int) -> bytes:
+    """The file's first min(offset, HEAD_BYTES) bytes (what a position's head digest covers)."""
+    with open_binary(path) as h:
+        return h.read(min(offset, HEAD_BYTES))

@@ -92,6 +92,24 @@ class LokiClient:
         self._http.close()
 
     # -- readiness ---------------------------------------------------------------------------
+    def probe_ready(self) -> tuple[bool, str]:
+        """One GET /ready: (True, "") when ready; (True, note) when Loki has no /ready (behind a
+        gateway: go on, the pushes will tell); (False, why) otherwise. Raises LokiError when
+        Loki refuses the credentials."""
+        try:
+            r = self._http.get(self.base + "/ready", timeout=5.0)
+        except httpx.TransportError as exc:
+            return False, f"connection failed: {type(exc).__name__}"
+        if r.status_code == 200:
+            return True, ""
+        if r.status_code == 404:
+            # behind a gateway (Grafana Cloud, some proxies) /ready is not exposed: the Loki
+            # answers, so go on; the pushes will tell if it cannot take data
+            return True, f"Loki at {self.safe_url} has no /ready endpoint (404): going on"
+        if r.status_code in (401, 403):
+            raise LokiError(f"Loki at {self.safe_url} refused the credentials ({r.status_code} on /ready)")
+        return False, f"{r.status_code} {r.text.strip()[:120]}"
+
     def wait_ready(self, timeout: float | None = None,
                    on_wait: Callable[[str], None] | None = None) -> None:
         """Poll GET /ready until 200, for at most ``timeout`` seconds (default: ready_timeout)."""
@@ -99,21 +117,11 @@ class LokiClient:
         delay = 0.5
         told = False
         while True:
-            try:
-                r = self._http.get(self.base + "/ready", timeout=5.0)
-                if r.status_code == 200:
-                    return
-                if r.status_code == 404:
-                    # behind a gateway (Grafana Cloud, some proxies) /ready is not exposed: the
-                    # Loki answers, so go on; the pushes will tell if it cannot take data
-                    if on_wait:
-                        on_wait(f"Loki at {self.safe_url} has no /ready endpoint (404): going on")
-                    return
-                if r.status_code in (401, 403):
-                    raise LokiError(f"Loki at {self.safe_url} refused the credentials ({r.status_code} on /ready)")
-                why = f"{r.status_code} {r.text.strip()[:120]}"
-            except httpx.TransportError as exc:
-                why = f"connection failed: {type(exc).__name__}"
+            ready, why = self.probe_ready()
+            if ready:
+                if why and on_wait:
+                    on_wait(why)
+                return
             if time.monotonic() + delay > deadline:
                 raise LokiError(f"Loki at {self.safe_url} is not ready after "
                                 f"{self.cfg.ready_timeout if timeout is None else timeout:g}s ({why})")

@@ -44,7 +44,7 @@ def backoff(attempt: int, min_s: float, max_s: float, retry_after: float | None 
 
     A server's Retry-After is honoured (but capped at max_s, so a retry loop stays bounded).
     """
-    delay = min(max_s, min_s * (2 ** attempt))
+    delay = min(max_s, min_s * (2 ** min(attempt, 64)))   # capped: a float overflows past 2**1023
     delay = delay / 2 + (rng or random).random() * delay / 2
     if retry_after is not None:
         delay = max(delay, min(retry_after, max_s))
