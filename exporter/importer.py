@@ -124,6 +124,8 @@ class Delivery:
         self.positions.dead_letter_bytes = self.dead_letter.flush()
         self.positions.files.update(chunk.ends)
         self.positions.inflight = {}
+        if self.pusher is not None and streams:
+            self.positions.acknowledged_at = time.time()
         self._unsaved = True
         if checkpoint:
             self.checkpoint()

@@ -49,6 +49,7 @@ class Positions:
     target: str = ""
     files: dict[str, FilePosition] = field(default_factory=dict)
     dead_letter_bytes: int = 0   # size of the dead letter at the time of this checkpoint
+    acknowledged_at: float | None = None   # unix time Loki last acknowledged a chunk
     inflight: dict[str, int] = field(default_factory=dict)  # file -> end offset of the chunk being pushed
 
     @classmethod
@@ -63,6 +64,8 @@ class Positions:
             raise ValueError(f"positions file {path} is unreadable ({exc}); move it away to start over") from None
         entry = (doc.get("targets") or {}).get(target) or {}
         pos.dead_letter_bytes = int(entry.get("dead_letter_bytes", 0))
+        acknowledged = entry.get("acknowledged_at")
+        pos.acknowledged_at = float(acknowledged) if acknowledged is not None else None
         pos.inflight = {k: int(v) for k, v in (entry.get("inflight") or {}).items()}
         for name, fp in (entry.get("files") or {}).items():
             pos.files[name] = FilePosition(**{k: fp[k] for k in FilePosition.__slots__ if k in fp})
@@ -82,6 +85,7 @@ class Positions:
         doc.setdefault("targets", {})[self.target] = {
             "updated": time.time(),
             "dead_letter_bytes": self.dead_letter_bytes,
+            "acknowledged_at": self.acknowledged_at,
             "inflight": self.inflight,
             "files": {k: v.to_json() for k, v in self.files.items()},
         }

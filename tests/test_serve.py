@@ -260,6 +260,26 @@ def test_serve_pushes_to_loki_within_the_batch_wait_and_once_across_restarts(tmp
     assert len(lines) == len(set(lines)) == m["events_total"] + 1
 
 
+def test_last_successful_push_survives_a_restart(tmp_path, logs, loki):
+    """After a restart with nothing new to push, 'time since the last successful push' is the
+    real one (from the positions), not 'since 1970'."""
+    m = manifest()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(lambda: len(loki.entries()) == m["events_total"], timeout=10)
+        assert wait_for(lambda: scrape(svc)[("telemetry_exporter_loki_last_success_timestamp_seconds", ())] > 0)
+        first = scrape(svc)[("telemetry_exporter_loki_last_success_timestamp_seconds", ())]
+    finally:
+        svc.stop()
+    assert time.time() - 30 < first <= time.time()
+    svc = start(tmp_path, logs, loki_url=loki.url)
+    try:
+        assert wait_for(svc.caught_up.is_set)
+        assert scrape(svc)[("telemetry_exporter_loki_last_success_timestamp_seconds", ())] == pytest.approx(first, abs=2)
+    finally:
+        svc.stop()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal delivery")
 def test_sigterm_is_graceful(tmp_path, logs):
     state = tmp_path / "state"

@@ -101,6 +101,9 @@ class Service:
             dead.resume_at(self.positions.dead_letter_bytes)
             self.delivery = Delivery(self.client, self.positions, dead)
         self.selfm.loki_enabled.set(1 if loki else 0)
+        if self.positions is not None and self.positions.acknowledged_at is not None:
+            # a restart is not "no push for 56 years": the last acknowledgement is in the positions
+            self.selfm.last_success.set(self.positions.acknowledged_at)
         warn = lambda m: self.log(f"warning: {m}")  # noqa: E731
         self.follower = DirectoryFollower(directory, read, max_line_bytes=cfg.max_line_bytes, on_warning=warn)
         self._saved_read = self.follower.positions()
