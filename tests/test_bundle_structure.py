@@ -386,7 +386,7 @@ def test_loki_config_fits_a_30_day_backfill():
 
 
 def test_docs_explain_flush_and_startup():
-    doc = (bq.ROOT / "docs" / "bundle.md").read_text()
+    doc = (bq.ROOT / "README.md").read_text()
     for needle in ("import --flush", "/flush", "GRAFANA_ADMIN_PASSWORD", "ALERT_WEBHOOK_URL",
                    "docker compose -f docker-compose.telemetry.yml up -d",
                    "telemetry_error_type_discovered_timestamp_seconds"):
