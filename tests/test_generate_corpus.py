@@ -193,3 +193,17 @@ def test_defaults_and_size_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert m["events_total"] == 300 and m["generator"]["args"]["end_date"] == "2025-01-10"
     assert [f["name"] for f in m["files"]] == ["telemetry-2025-01-09.jsonl.gz", "telemetry-2025-01-10.jsonl.gz"]
     assert m["events_total"] == sum(recount(tmp_path / "cli")["by_type"].values())
+
+
+def test_the_bundled_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
+    """examples/telemetry-logs is the generator's output for the arguments in its manifest, so
+    the sample, its manifest and the tests that count on it never drift apart."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "telemetry-logs"
+    args = json.loads((sample / "manifest.json").read_text())["generator"]["args"]
+    size = args.pop("size_bytes")
+    args["end_date"] = datetime.strptime(args["end_date"], "%Y-%m-%d").date()
+    generate(tmp_path, **args, **({"size_bytes": size} if size else {}))
+    names = sorted(p.name for p in sample.iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
+    for name in names:
+        assert (sample / name).read_bytes() == (tmp_path / name).read_bytes(), name
