@@ -36,16 +36,25 @@ def recent_corpus(tmp_path_factory):
     return out, generate(out, days=3, events=3000, end_date=yesterday, seed=11)
 
 
-def loki_count(url: str, app: str) -> dict[str, int]:
-    """Entries per type stored for `app`, after a flush (history is invisible until then)."""
-    httpx.post(url.rstrip("/") + "/flush", timeout=30)
-    time.sleep(2)
+def loki_count(url: str, app: str, want: dict[str, int] | None = None, timeout: float = 120) -> dict[str, int]:
+    """Entries per type stored for `app`. Imported history is invisible until the ingester
+    flushes: flush, then poll until the counts equal ``want`` (or stop changing), flushing again
+    every 10 s."""
+    headers = {"X-Scope-OrgID": os.environ["LOKI_TENANT"]} if os.environ.get("LOKI_TENANT") else {}
     query = f'sum by (type) (count_over_time({{app="{app}"}}[5d]))'
-    r = httpx.get(url.rstrip("/") + "/loki/api/v1/query", params={"query": query, "time": str(time.time())},
-                  headers={"X-Scope-OrgID": os.environ["LOKI_TENANT"]} if os.environ.get("LOKI_TENANT") else {},
-                  timeout=60)
-    r.raise_for_status()
-    return {s["metric"]["type"]: int(s["value"][1]) for s in r.json()["data"]["result"]}
+    deadline, last_flush, seen = time.monotonic() + timeout, 0.0, []
+    while True:
+        if time.monotonic() - last_flush > 10:
+            httpx.post(url.rstrip("/") + "/flush", headers=headers, timeout=30)
+            last_flush = time.monotonic()
+        r = httpx.get(url.rstrip("/") + "/loki/api/v1/query", params={"query": query, "time": str(time.time())},
+                      headers=headers, timeout=60)
+        r.raise_for_status()
+        seen.append({s["metric"]["type"]: int(float(s["value"][1])) for s in r.json()["data"]["result"]})
+        done = seen[-1] == want if want is not None else len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+        if done or time.monotonic() > deadline:
+            return seen[-1]
+        time.sleep(2)
 
 
 def expected(manifest) -> dict[str, int]:
@@ -61,13 +70,13 @@ def test_real_loki_stores_every_valid_event_once(real_loki_url, recent_corpus, t
     assert code == 1, out                                   # junk lines only
     assert "rejected by Loki   0" in out
     assert f"delivered to Loki  {manifest['events_total']:,}" in out
-    assert loki_count(real_loki_url, app) == expected(manifest)
+    assert loki_count(real_loki_url, app, expected(manifest)) == expected(manifest)
     # a re-run sends nothing; --restart sends everything again and Loki still holds each once
     assert main(["import", str(directory), "--loki-url", real_loki_url, "--app", app, "--state-dir", str(tmp_path), "-q"]) == 0
     assert main(["import", str(directory), "--loki-url", real_loki_url, "--app", app, "--state-dir", str(tmp_path),
                  "-q", "--restart"]) == 1
     assert "rejected by Loki   0" in capsys.readouterr().out
-    assert loki_count(real_loki_url, app) == expected(manifest)
+    assert loki_count(real_loki_url, app, expected(manifest)) == expected(manifest)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
@@ -84,4 +93,4 @@ def test_real_loki_kill_9_then_resume_exactly_once(real_loki_url, recent_corpus,
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr
     assert "rejected by Loki   0" in done.stdout
-    assert loki_count(real_loki_url, app) == expected(manifest)
+    assert loki_count(real_loki_url, app, expected(manifest)) == expected(manifest)
