@@ -87,7 +87,12 @@ def test_real_loki_kill_9_then_resume_exactly_once(real_loki_url, recent_corpus,
            "--batch-bytes", "20000", "-q"]
     env = {**os.environ, "LOKI_URL": real_loki_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+    positions = tmp_path / "positions.json"
+    deadline = time.monotonic() + 60
+    while not positions.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)                   # written before the first push: pushes have begun
+    time.sleep(0.2)
+    assert proc.poll() is None, "the import ended before it could be interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
