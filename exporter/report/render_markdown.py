@@ -135,26 +135,20 @@ def render_markdown(report: Report) -> str:
     out += _error_table(report.top_warnings, "warnings")
     out += [f"### Failed operations ({len(report.failed_operations)} of "
             f"{report.failed_operation_names:,})", ""]
-    if report.failed_operations:
-        out += ["| Operation | Count | Sessions | Reasons |", "|---|---:|---:|---|"]
-        for f in report.failed_operations:
-            reasons = ", ".join(f"{code(r)} ({n:,})" for r, n in f.reasons)
-            out.append(f"| {code(f.name)} | {f.count:,} | {f.sessions:,} | {reasons} |")
-        out.append("")
-    else:
-        out += ["No failed operations.", ""]
+    out += _table(["| Operation | Count | Sessions | Reasons |", "|---|---:|---:|---|"],
+                  [f"| {code(f.name)} | {f.count:,} | {f.sessions:,} | "
+                   + ", ".join(f"{code(r)} ({n:,})" for r, n in f.reasons) + " |"
+                   for f in report.failed_operations], "No failed operations.")
     out += ["### Errors by page", ""]
-    if report.errors_by_page:
-        out += ["| Page | Errors |", "|---|---:|"]
-        out += [f"| {code(p)} | {n:,} |" for p, n in report.errors_by_page]
-        out.append("")
-    else:
-        out += ["No errors.", ""]
+    out += _table(["| Page | Errors |", "|---|---:|"],
+                  [f"| {code(p)} | {n:,} |" for p, n in report.errors_by_page], "No errors.")
     out += ["### Errors by hour of day (UTC)", ""]
-    if s.errors:
-        out += ["| Hour | Errors |", "|---:|---:|"]
-        out += [f"| {h:02d} | {n:,} |" for h, n in enumerate(report.errors_by_hour)]
-        out.append("")
-    else:
-        out += ["No errors.", ""]
+    out += _table(["| Hour | Errors |", "|---:|---:|"],
+                  [f"| {h:02d} | {n:,} |" for h, n in enumerate(report.errors_by_hour)] if s.errors else [],
+                  "No errors.")
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _table(header: list[str], rows: list[str], empty: str) -> list[str]:
+    """A Markdown table followed by a blank line, or ``empty`` when there are no rows."""
+    return [*header, *rows, ""] if rows else [empty, ""]
